@@ -1,0 +1,3 @@
+"""Subscription billing engine."""
+
+__version__ = "0.1.0"

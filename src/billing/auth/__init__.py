@@ -1,0 +1,1 @@
+"""Authentication (API keys, JWT), roles and permissions, rate limits."""

@@ -1,0 +1,1 @@
+"""Pure domain logic: money and pricing math (no I/O, no ORM)."""

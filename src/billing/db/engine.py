@@ -1,0 +1,48 @@
+"""Async engine and session factory (SQLAlchemy 2 + asyncpg)."""
+
+from __future__ import annotations
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def async_url(url: str) -> str:
+    """Accept plain `postgresql://` URLs (as libpq tools print them) and use asyncpg."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg2"):
+        parsed = parsed.set(drivername="postgresql+asyncpg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "billing", "timezone": "UTC"}},
+    )
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def libpq_url(url: str) -> str:
+    """The same URL in the plain form that asyncpg.connect() and psql understand."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+async def raw_connect(url: str) -> asyncpg.Connection:
+    return await asyncpg.connect(libpq_url(url))

@@ -1,0 +1,105 @@
+"""FastAPI dependencies shared by every router: the runtime, a session, the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.auth.jwt import looks_like_jwt, verify_jwt
+from billing.auth.keys import Principal
+from billing.auth.permissions import Permission, allows
+from billing.clock import Clock
+from billing.http.errors import DomainError
+from billing.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
+    # Services commit explicitly; leaving the block only closes (and rolls back leftovers).
+    async with runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_clock(runtime: RuntimeDep) -> Clock:
+    return runtime.clock
+
+
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+class Unauthenticated(DomainError):
+    code = "unauthenticated"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+
+
+class RateLimited(DomainError):
+    code = "rate_limited"
+
+
+async def authenticate(request: Request, runtime: Runtime) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated(
+            "Send an API key as `Authorization: Bearer <key>` (create one with "
+            "`billing apikey create --role billing_admin`).",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    token = token.strip()
+    settings = runtime.settings
+    principal: Principal | None
+    if looks_like_jwt(token) and settings.jwt_public_key:
+        principal = verify_jwt(
+            token,
+            public_key=settings.jwt_public_key,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+    else:
+        principal = await runtime.api_keys.resolve(token)
+    if principal is None:
+        raise Unauthenticated(
+            "The API key or token is invalid, expired or revoked.",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return principal
+
+
+def require(permission: Permission) -> Callable[[Request, Runtime], Awaitable[Principal]]:
+    """A dependency that authenticates, checks `permission` and applies the rate limit."""
+
+    async def dependency(request: Request, runtime: RuntimeDep) -> Principal:
+        principal = await authenticate(request, runtime)
+        if not allows(principal.role, permission):
+            raise Forbidden(
+                f"The role {principal.role.value!r} lacks the permission {permission.value!r}.",
+                extra={"required_permission": permission.value},
+            )
+        if runtime.rate_limiter is not None:
+            retry_after = await runtime.rate_limiter.hit(f"{principal.kind}:{principal.id}")
+            if retry_after is not None:
+                raise RateLimited(
+                    f"Rate limit of {runtime.settings.rate_limit_per_hour} requests per hour "
+                    f"exceeded. Retry after {retry_after} seconds.",
+                    headers={"Retry-After": str(retry_after)},
+                )
+        return principal
+
+    dependency.required_permission = permission  # type: ignore[attr-defined]
+    return dependency

@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Identity, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from billing.db.base import Base
+
+
+class Event(Base):
+    """One row per state change, written in the same transaction as the change."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_account_id_created_at", "account_id", "created_at"),
+        Index("ix_events_type_created_at", "type", "created_at"),
+        Index("ix_events_created_at", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # Commit order is not id order; `seq` gives deliveries a stable order per stream.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[uuid.UUID | None]
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]

@@ -1,0 +1,63 @@
+"""Cursor pagination: `?limit=&starting_after=<id>` → `{"data": [...], "has_more": bool}`.
+
+Lists are ordered newest first by (created_at, id), so a cursor stays valid while rows are
+added.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query
+from pydantic import BaseModel
+from sqlalchemy import Select, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.http.errors import ValidationFailed
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+
+class ListResponse(BaseModel, Generic[T]):
+    object: str = "list"
+    data: list[T]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class PageParams:
+    limit: int
+    starting_after: uuid.UUID | None
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")] = 20,
+    starting_after: Annotated[
+        uuid.UUID | None, Query(description="The id of the last item of the previous page.")
+    ] = None,
+) -> PageParams:
+    return PageParams(limit=limit, starting_after=starting_after)
+
+
+PageDep = Annotated[PageParams, Depends(page_params)]
+
+
+async def paginate(
+    session: AsyncSession, stmt: Select[tuple[M]], model: Any, page: PageParams
+) -> tuple[list[M], bool]:
+    """Apply the cursor and limit to `stmt` (a select of `model`), newest first."""
+    if page.starting_after is not None:
+        cursor = (
+            await session.execute(
+                select(model.created_at, model.id).where(model.id == page.starting_after)
+            )
+        ).first()
+        if cursor is None:
+            raise ValidationFailed("No object with this id is in the list.", param="starting_after")
+        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(cursor[0], cursor[1]))
+    stmt = stmt.order_by(model.created_at.desc(), model.id.desc()).limit(page.limit + 1)
+    rows = list((await session.scalars(stmt)).all())
+    return rows[: page.limit], len(rows) > page.limit

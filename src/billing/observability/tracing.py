@@ -1,0 +1,59 @@
+"""OpenTelemetry tracing, configured by the standard OTEL_* variables.
+
+OTEL_TRACES_EXPORTER: `none` (default: no instrumentation, no overhead), `console`, or `otlp`
+(OTEL_EXPORTER_OTLP_ENDPOINT and friends are read by the exporter itself).
+"""
+
+from __future__ import annotations
+
+import os
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_provider_installed = False
+
+
+def tracing_exporter() -> str:
+    return os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower() or "none"
+
+
+def configure_tracing(app: FastAPI, engine: AsyncEngine) -> bool:
+    """Instrument FastAPI, SQLAlchemy and httpx when an exporter is configured."""
+    global _provider_installed
+    exporter_name = tracing_exporter()
+    if exporter_name == "none":
+        return False
+
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import (
+        BatchSpanProcessor,
+        ConsoleSpanExporter,
+        SpanExporter,
+    )
+
+    if not _provider_installed:
+        exporter: SpanExporter
+        if exporter_name == "console":
+            exporter = ConsoleSpanExporter()
+        elif exporter_name == "otlp":
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter()
+        else:
+            raise ValueError(f"OTEL_TRACES_EXPORTER={exporter_name!r} is not supported")
+        service = os.environ.get("OTEL_SERVICE_NAME", "billing")
+        provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        HTTPXClientInstrumentor().instrument()
+        _provider_installed = True
+
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
+    SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+    return True

@@ -1,0 +1,1 @@
+"""Payments: payment methods, charges and refunds through a pluggable gateway."""

@@ -1,0 +1,62 @@
+"""What a running process holds: settings, engine, sessions, clock, auth and limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from billing.auth.keys import ApiKeyResolver
+from billing.auth.ratelimit import RateLimiter
+from billing.clock import Clock, SystemClock
+from billing.db.engine import create_engine, create_session_factory
+from billing.observability.metrics import PoolCollector
+from billing.settings import Settings
+from billing.worker.runner import Worker
+from billing.worker.sweeps import default_sweeps
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    database_url: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    api_keys: ApiKeyResolver
+    rate_limiter: RateLimiter | None
+    pool_metrics: PoolCollector
+
+    @classmethod
+    def build(cls, settings: Settings, database_url: str, clock: Clock | None = None) -> Runtime:
+        engine = create_engine(
+            database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        sessions = create_session_factory(engine)
+        return cls(
+            settings=settings,
+            database_url=database_url,
+            engine=engine,
+            sessions=sessions,
+            clock=clock or SystemClock(),
+            api_keys=ApiKeyResolver(sessions, settings.api_key_cache_seconds),
+            rate_limiter=(
+                RateLimiter(settings.rate_limit_per_hour, settings.redis_url)
+                if settings.rate_limit_enabled
+                else None
+            ),
+            pool_metrics=PoolCollector(engine),
+        )
+
+    def worker(self) -> Worker:
+        return Worker(
+            engine=self.engine,
+            sessions=self.sessions,
+            clock=self.clock,
+            sweeps=default_sweeps(),
+            batch_size=self.settings.worker_batch_size,
+            tick_seconds=self.settings.worker_tick_seconds,
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

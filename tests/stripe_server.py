@@ -1,0 +1,715 @@
+"""A local, Stripe-shaped HTTP server for tests: the real ``stripe`` SDK talks to it over HTTP.
+
+    with StripeFake() as fake:
+        gateway = StripeGateway(api_key=fake.api_key, api_base=fake.url)
+        ...
+        assert fake.requests[-1].params["metadata"] == {"account_id": "..."}
+
+It speaks Stripe's v1 protocol closely enough for the SDK not to notice:
+
+* form-encoded request bodies with nested keys (``metadata[account_id]=...``,
+  ``expand[0]=...``), decoded into nested dicts and lists;
+* ``Authorization: Bearer <secret key>``; a missing or wrong key gets Stripe's 401;
+* JSON objects shaped like Stripe's (``object``, ``id``, ``created``, ``livemode``, ...), the
+  shapes taken from Stripe's published OpenAPI fixtures;
+* Stripe's error body ``{"error": {"type", "code", "message", "param", ...}}`` with Stripe's
+  statuses: 402 card errors, 400/404 invalid requests, 401 authentication, 500 api errors;
+* the ``Idempotency-Key`` header: the same key with the same method, path and parameters
+  replays the first response (with ``Idempotent-Replayed: true``); the same key with anything
+  different gets a 400 ``idempotency_error``. As on Stripe, a response is only stored once an
+  endpoint ran: authentication failures and injected faults are not stored.
+
+Every request is recorded (``fake.requests``), and faults can be injected:
+``fake.fail_next(n, status=500)`` answers the next n requests with an error without running
+them, ``fake.hang_next(n, seconds=...)`` runs the next n requests and then holds the response
+for ``seconds`` (longer than the client's timeout: the work is done but the client never
+learns it, which is exactly the "outcome unknown" case).
+
+Adding an endpoint (payment_intents, refunds, tax calculations, ...) is adding a function
+decorated with ``@route("POST", r"/v1/payment_intents")`` that takes ``(fake, call)`` and
+returns the JSON object, or raises ``StripeAPIError``; state lives in ``fake.objects(kind)``.
+
+Test payment methods (Stripe's magic ``pm_card_*`` tokens): attaching one creates a new
+PaymentMethod with a fresh ``pm_...`` id on the customer, as Stripe does. Declining tokens
+fail the attach itself, because Stripe validates a card when it is attached to a customer:
+``pm_card_chargeDeclined`` -> 402 ``card_declined`` (decline_code ``generic_decline``);
+``pm_card_chargeDeclinedExpiredCard`` and its alias ``pm_card_expired`` -> 402
+``expired_card`` (param ``exp_month``). ``pm_card_chargeCustomerFail`` attaches fine (it is
+Stripe's card that only fails when charged).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import socket
+import socketserver
+import string
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+JSONObject = dict[str, Any]
+
+DEFAULT_API_KEY = "sk_test_fake_4eC39HqLyjWDarjtT1zdp7dc"
+STRIPE_VERSION = "2025-09-30.clover"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class StripeAPIError(Exception):
+    """Raised by a handler to answer with Stripe's error body."""
+
+    def __init__(
+        self,
+        status: int,
+        type: str,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        decline_code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.type = type
+        self.message = message
+        self.code = code
+        self.param = param
+        self.decline_code = decline_code
+
+    def body(self, request_id: str) -> JSONObject:
+        error: JSONObject = {"type": self.type, "message": self.message}
+        if self.code is not None:
+            error["code"] = self.code
+            error["doc_url"] = f"https://stripe.com/docs/error-codes/{self.code.replace('_', '-')}"
+        if self.param is not None:
+            error["param"] = self.param
+        if self.decline_code is not None:
+            error["decline_code"] = self.decline_code
+        error["request_log_url"] = f"https://dashboard.stripe.com/test/logs/{request_id}"
+        return {"error": error}
+
+
+def no_such(kind: str, object_id: str, *, param: str, status: int = 400) -> StripeAPIError:
+    return StripeAPIError(
+        status,
+        "invalid_request_error",
+        f"No such {kind}: '{object_id}'",
+        code="resource_missing",
+        param=param,
+    )
+
+
+def _fault_error(status: int) -> StripeAPIError:
+    if status == 429:
+        return StripeAPIError(
+            429,
+            "invalid_request_error",
+            "Request rate limit exceeded. Learn more about rate limits here "
+            "https://stripe.com/docs/rate-limits.",
+            code="rate_limit",
+        )
+    if status >= 500:
+        return StripeAPIError(status, "api_error", "An unknown error occurred")
+    return StripeAPIError(status, "invalid_request_error", f"Injected fault ({status})")
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    params: JSONObject  # decoded form body (POST) or query string (GET), nested
+    headers: dict[str, str]  # names lower-cased
+    body: str
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.header("Idempotency-Key")
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a handler gets: the request plus the groups matched in the path."""
+
+    request: RecordedRequest
+    path_args: tuple[str, ...]
+
+    @property
+    def params(self) -> JSONObject:
+        return self.request.params
+
+
+Handler = Callable[["StripeFake", Call], JSONObject]
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, path_regex: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``method`` and a path regex (groups become ``call.path_args``)."""
+
+    def register(handler: Handler) -> Handler:
+        ROUTES.append(Route(method.upper(), re.compile(path_regex + r"\Z"), handler))
+        return handler
+
+    return register
+
+
+def decode_form(pairs: list[tuple[str, str]]) -> JSONObject:
+    """Decode Stripe's form encoding: ``a[b][0]=x`` -> ``{"a": {"b": ["x"]}}``."""
+    root: JSONObject = {}
+    for key, value in pairs:
+        head, _, rest = key.partition("[")
+        parts = [head] + (rest[:-1].split("][") if rest.endswith("]") else [])
+        node = root
+        for i, part in enumerate(parts):
+            name = part if part else str(len(node))  # "a[]" appends
+            if i == len(parts) - 1:
+                node[name] = value
+            else:
+                node = node.setdefault(name, {})
+    return {name: _lists_from_indexed_dicts(value) for name, value in root.items()}
+
+
+def _lists_from_indexed_dicts(value: Any) -> Any:
+    if not isinstance(value, dict):
+        return value
+    converted = {k: _lists_from_indexed_dicts(v) for k, v in value.items()}
+    if converted and all(k.isdigit() for k in converted):
+        return [converted[k] for k in sorted(converted, key=int)]
+    return converted
+
+
+def new_id(prefix: str, length: int = 14) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return prefix + "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def _check_params(call: Call, allowed: set[str]) -> None:
+    for name in call.params:
+        if name not in allowed:
+            raise StripeAPIError(
+                400,
+                "invalid_request_error",
+                f"Received unknown parameter: {name}",
+                code="parameter_unknown",
+                param=name,
+            )
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@dataclass
+class _Idempotent:
+    method: str
+    path: str
+    params: JSONObject
+    status: int
+    body: JSONObject
+    request_id: str
+
+
+@dataclass
+class _Faults:
+    fail: list[int] = field(default_factory=list)  # statuses of the next failing requests
+    hang: list[float] = field(default_factory=list)  # delays of the next slow responses
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = False  # server_close() joins the handler threads: a clean shutdown
+    block_on_close = True
+    fake: StripeFake
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind resolves the host name (socket.getfqdn), which can be slow.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and closed the connection is expected, not an error.
+        return None
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 5.0  # idle keep-alive connections are closed after this many seconds
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        fake = self.server.fake
+        fake._connections.add(self.connection)
+        if fake._stopping.is_set():  # accepted while stop() was closing the connections
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self.server.fake._connections.discard(self.connection)
+        with contextlib.suppress(OSError):
+            super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        raw = body if self.command == "POST" else split.query
+        request = RecordedRequest(
+            method=self.command,
+            path=split.path,
+            params=decode_form(parse_qsl(raw, keep_blank_values=True)),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+        )
+        status, payload, headers, delay = self.server.fake._handle(request)
+        if delay and self.server.fake._stopping.wait(delay):
+            return  # shutting down: drop the response
+        data = json.dumps(payload, indent=2).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class StripeFake:
+    """A Stripe-shaped HTTP server on 127.0.0.1 (ephemeral port), run in a background thread."""
+
+    def __init__(self, *, api_key: str = DEFAULT_API_KEY) -> None:
+        self.api_key = api_key
+        self._lock = threading.RLock()
+        self._requests: list[RecordedRequest] = []
+        self._objects: dict[str, dict[str, JSONObject]] = {}
+        self._idempotency: dict[str, _Idempotent] = {}  # by Idempotency-Key
+        self._faults = _Faults()
+        self._connections: set[socket.socket] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle
+
+    def start(self) -> Self:
+        if self._server is not None:
+            raise RuntimeError("StripeFake is already running")
+        server = _Server(("127.0.0.1", 0), _RequestHandler)
+        server.fake = self
+        self._server = server
+        self._stopping.clear()
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, thread = self._server, self._thread
+        if server is None or thread is None:
+            return
+        self._stopping.set()  # wakes handlers held by hang_next()
+        server.shutdown()
+        for conn in list(self._connections):  # wakes handlers waiting on keep-alive sockets
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()  # joins the handler threads
+        thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The API base to give the SDK (``base_addresses={"api": fake.url}``)."""
+        if self._server is None:
+            raise RuntimeError("StripeFake is not running")
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    # -- inspection
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request received so far, oldest first (a copy)."""
+        with self._lock:
+            return list(self._requests)
+
+    def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == method.upper() and r.path == path]
+
+    def objects(self, kind: str) -> dict[str, JSONObject]:
+        """The stored objects of one kind ("customer", "payment_method", ...), by id (a copy)."""
+        with self._lock:
+            return dict(self._objects.get(kind, {}))
+
+    @property
+    def customers(self) -> dict[str, JSONObject]:
+        return self.objects("customer")
+
+    @property
+    def payment_methods(self) -> dict[str, JSONObject]:
+        return self.objects("payment_method")
+
+    def reset(self) -> None:
+        """Forget every request, object, idempotency key and pending fault."""
+        with self._lock:
+            self._requests.clear()
+            self._objects.clear()
+            self._idempotency.clear()
+            self._faults = _Faults()
+
+    # -- fault injection
+
+    def fail_next(self, count: int = 1, *, status: int = 500) -> None:
+        """Answer the next ``count`` requests with ``status`` (Stripe's error body) unrun."""
+        with self._lock:
+            self._faults.fail.extend([status] * count)
+
+    def hang_next(self, count: int = 1, *, seconds: float = 2.0) -> None:
+        """Run the next ``count`` requests but hold each response for ``seconds``."""
+        with self._lock:
+            self._faults.hang.extend([seconds] * count)
+
+    # -- state for handlers
+
+    def store(self, obj: JSONObject) -> JSONObject:
+        with self._lock:
+            self._objects.setdefault(str(obj["object"]), {})[str(obj["id"])] = obj
+        return obj
+
+    def get(self, kind: str, object_id: str) -> JSONObject | None:
+        with self._lock:
+            return self._objects.get(kind, {}).get(object_id)
+
+    # -- request processing (runs in the handler threads)
+
+    def _handle(self, request: RecordedRequest) -> tuple[int, JSONObject, dict[str, str], float]:
+        request_id = new_id("req_")
+        headers = {
+            "Request-Id": request_id,
+            "Stripe-Version": request.header("Stripe-Version") or STRIPE_VERSION,
+        }
+        with self._lock:
+            self._requests.append(request)
+            fail = self._faults.fail.pop(0) if self._faults.fail else None
+            delay = self._faults.hang.pop(0) if self._faults.hang else 0.0
+        if fail is not None:
+            return fail, _fault_error(fail).body(request_id), headers, delay
+
+        auth_error = self._authenticate(request)
+        if auth_error is not None:
+            return 401, auth_error.body(request_id), headers, delay
+
+        key = request.idempotency_key if request.method == "POST" else None
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        with self._lock:  # one request at a time past this point: a consistent store
+            if key is not None:
+                previous = self._idempotency.get(key)
+                if previous is not None:
+                    same = (previous.method, previous.path, previous.params) == (
+                        request.method,
+                        request.path,
+                        request.params,
+                    )
+                    if not same:
+                        err = StripeAPIError(
+                            400,
+                            "idempotency_error",
+                            "Keys for idempotent requests can only be used with the same "
+                            "parameters they were first used with. Try using a key other than "
+                            f"'{key}' if you meant to execute a different request.",
+                        )
+                        return 400, err.body(request_id), headers, delay
+                    headers["Idempotent-Replayed"] = "true"
+                    headers["Original-Request"] = previous.request_id
+                    return previous.status, previous.body, headers, delay
+            status, body = self._route(request, request_id)
+            if key is not None:
+                self._idempotency[key] = _Idempotent(
+                    method=request.method,
+                    path=request.path,
+                    params=request.params,
+                    status=status,
+                    body=body,
+                    request_id=request_id,
+                )
+        return status, body, headers, delay
+
+    def _authenticate(self, request: RecordedRequest) -> StripeAPIError | None:
+        authorization = request.header("Authorization") or ""
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            return StripeAPIError(
+                401,
+                "invalid_request_error",
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, "
+                "or we can help at https://support.stripe.com/.",
+            )
+        if not secrets.compare_digest(key.strip(), self.api_key):
+            return StripeAPIError(
+                401,
+                "invalid_request_error",
+                f"Invalid API Key provided: {_redact(key.strip())}",
+            )
+        return None
+
+    def _route(self, request: RecordedRequest, request_id: str) -> tuple[int, JSONObject]:
+        for r in ROUTES:
+            match = r.pattern.match(request.path)
+            if match is not None and r.method == request.method:
+                try:
+                    return 200, r.handler(self, Call(request, match.groups()))
+                except StripeAPIError as err:
+                    return err.status, err.body(request_id)
+        not_found = StripeAPIError(
+            404,
+            "invalid_request_error",
+            f"Unrecognized request URL ({request.method}: {request.path}). Please see "
+            "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+        )
+        return 404, not_found.body(request_id)
+
+
+def _redact(key: str) -> str:
+    prefix = key[:8] if key.startswith(("sk_", "rk_")) else ""
+    return f"{prefix}{'*' * 12}{key[-4:]}"
+
+
+# --------------------------------------------------------------------------- objects
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def customer_object(params: JSONObject) -> JSONObject:
+    return {
+        "id": new_id("cus_"),
+        "object": "customer",
+        "address": None,
+        "balance": 0,
+        "created": now(),
+        "currency": None,
+        "customer_account": None,
+        "default_source": None,
+        "delinquent": False,
+        "description": params.get("description"),
+        "discount": None,
+        "email": params.get("email"),
+        "invoice_prefix": secrets.token_hex(4).upper(),
+        "invoice_settings": {
+            "custom_fields": None,
+            "default_payment_method": None,
+            "footer": None,
+            "rendering_options": None,
+        },
+        "livemode": False,
+        "metadata": dict(params.get("metadata") or {}),
+        "name": params.get("name"),
+        "next_invoice_sequence": 1,
+        "phone": params.get("phone"),
+        "preferred_locales": list(params.get("preferred_locales") or []),
+        "shipping": None,
+        "tax_exempt": params.get("tax_exempt", "none"),
+        "test_clock": None,
+    }
+
+
+@dataclass(frozen=True)
+class FakeCard:
+    """What one of Stripe's test PaymentMethod tokens stands for, and what attaching it does."""
+
+    brand: str
+    last4: str
+    attach_error: Callable[[], StripeAPIError] | None = None
+    exp_month: int = 12
+    exp_year: int = 2034
+    funding: str = "credit"
+    country: str = "US"
+
+
+def _expired_card() -> StripeAPIError:
+    return StripeAPIError(
+        402,
+        "card_error",
+        "Your card has expired.",
+        code="expired_card",
+        param="exp_month",
+        decline_code="expired_card",
+    )
+
+
+def _card_declined() -> StripeAPIError:
+    return StripeAPIError(
+        402,
+        "card_error",
+        "Your card was declined.",
+        code="card_declined",
+        decline_code="generic_decline",
+    )
+
+
+TEST_CARDS: dict[str, FakeCard] = {
+    "pm_card_visa": FakeCard("visa", "4242"),
+    "pm_card_mastercard": FakeCard("mastercard", "4444"),
+    "pm_card_amex": FakeCard("amex", "8431"),
+    "pm_card_chargeCustomerFail": FakeCard("visa", "0341"),
+    "pm_card_chargeDeclined": FakeCard("visa", "0002", _card_declined),
+    "pm_card_chargeDeclinedExpiredCard": FakeCard("visa", "0069", _expired_card),
+    "pm_card_expired": FakeCard("visa", "0069", _expired_card),
+}
+
+
+def payment_method_object(card: FakeCard, *, customer: str | None) -> JSONObject:
+    return {
+        "id": new_id("pm_1", 23),
+        "object": "payment_method",
+        "allow_redisplay": "unspecified",
+        "billing_details": {
+            "address": {
+                "city": None,
+                "country": None,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": None,
+            },
+            "email": None,
+            "name": None,
+            "phone": None,
+            "tax_id": None,
+        },
+        "card": {
+            "brand": card.brand,
+            "checks": {
+                "address_line1_check": None,
+                "address_postal_code_check": None,
+                "cvc_check": None,
+            },
+            "country": card.country,
+            "display_brand": card.brand,
+            "exp_month": card.exp_month,
+            "exp_year": card.exp_year,
+            "fingerprint": new_id("", 16),
+            "funding": card.funding,
+            "generated_from": None,
+            "last4": card.last4,
+            "networks": {"available": [card.brand], "preferred": None},
+            "regulated_status": "unregulated",
+            "three_d_secure_usage": {"supported": True},
+            "wallet": None,
+        },
+        "created": now(),
+        "customer": customer,
+        "customer_account": None,
+        "livemode": False,
+        "metadata": {},
+        "type": "card",
+    }
+
+
+# --------------------------------------------------------------------------- endpoints
+
+_CUSTOMER_CREATE_PARAMS = {
+    "address",
+    "description",
+    "email",
+    "expand",
+    "invoice_settings",
+    "metadata",
+    "name",
+    "phone",
+    "preferred_locales",
+    "tax_exempt",
+}
+
+
+@route("POST", r"/v1/customers")
+def create_customer(fake: StripeFake, call: Call) -> JSONObject:
+    _check_params(call, _CUSTOMER_CREATE_PARAMS)
+    return fake.store(customer_object(call.params))
+
+
+@route("GET", r"/v1/customers/([^/]+)")
+def retrieve_customer(fake: StripeFake, call: Call) -> JSONObject:
+    (customer_id,) = call.path_args
+    customer = fake.get("customer", customer_id)
+    if customer is None:
+        raise no_such("customer", customer_id, param="id", status=404)
+    return customer
+
+
+@route("POST", r"/v1/payment_methods/([^/]+)/attach")
+def attach_payment_method(fake: StripeFake, call: Call) -> JSONObject:
+    (pm_id,) = call.path_args
+    _check_params(call, {"customer", "expand"})
+    customer_id = call.params.get("customer")
+    if not customer_id:
+        raise StripeAPIError(
+            400,
+            "invalid_request_error",
+            "Missing required param: customer.",
+            code="parameter_missing",
+            param="customer",
+        )
+    if fake.get("customer", customer_id) is None:
+        raise no_such("customer", customer_id, param="customer")
+    stored = fake.get("payment_method", pm_id)
+    if stored is not None:
+        return fake.store({**stored, "customer": customer_id})
+    card = TEST_CARDS.get(pm_id)
+    if card is None:
+        raise no_such("PaymentMethod", pm_id, param="payment_method")
+    if card.attach_error is not None:
+        raise card.attach_error()
+    return fake.store(payment_method_object(card, customer=customer_id))

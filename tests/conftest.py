@@ -71,7 +71,7 @@ def test_settings(**overrides: Any) -> Settings:
         "redis_url": None,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 AppFactory = Callable[..., FastAPI]
@@ -167,13 +167,17 @@ def worker(runtime: Runtime) -> Worker:
     return runtime.worker()
 
 
-@pytest.fixture
-def sql(runtime: Runtime) -> Callable[..., Awaitable[Any]]:
-    """Run raw SQL against the test database (for assertions on stored state)."""
+Sql = Callable[..., Awaitable[list[Any]]]
 
-    async def run(statement: str, **params: Any) -> Any:
+
+@pytest.fixture
+def sql(runtime: Runtime) -> Sql:
+    """Run raw SQL against the test database (assertions on stored state, or tampering)."""
+
+    async def run(statement: str, **params: Any) -> list[Any]:
         async with runtime.engine.begin() as conn:
-            return (await conn.execute(text(statement), params)).all()
+            result = await conn.execute(text(statement), params)
+            return list(result.all()) if result.returns_rows else []
 
     return run
 

@@ -47,6 +47,7 @@ import secrets
 import socket
 import socketserver
 import string
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -254,24 +255,26 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that timed out and closed the connection is expected, not an error.
-        return None
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    timeout = 5.0  # idle keep-alive connections are closed after this many seconds
+    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
     server: _Server
 
     def setup(self) -> None:
         super().setup()
         fake = self.server.fake
-        fake._connections.add(self.connection)
+        with fake._lock:
+            fake._connections.add(self.connection)
         if fake._stopping.is_set():  # accepted while stop() was closing the connections
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> None:
-        self.server.fake._connections.discard(self.connection)
+        with self.server.fake._lock:
+            self.server.fake._connections.discard(self.connection)
         with contextlib.suppress(OSError):
             super().finish()
 
@@ -348,7 +351,9 @@ class StripeFake:
             return
         self._stopping.set()  # wakes handlers held by hang_next()
         server.shutdown()
-        for conn in list(self._connections):  # wakes handlers waiting on keep-alive sockets
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:  # wakes the handlers waiting on keep-alive connections
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
         server.server_close()  # joins the handler threads
@@ -511,6 +516,9 @@ class StripeFake:
                     return 200, r.handler(self, Call(request, match.groups()))
                 except StripeAPIError as err:
                     return err.status, err.body(request_id)
+                except Exception as exc:  # a bug in the fake: say so instead of hanging up
+                    crash = StripeAPIError(500, "api_error", f"StripeFake handler crashed: {exc!r}")
+                    return 500, crash.body(request_id)
         not_found = StripeAPIError(
             404,
             "invalid_request_error",

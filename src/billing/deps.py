@@ -86,11 +86,6 @@ def require(permission: Permission) -> Callable[[Request, Runtime], Awaitable[Pr
 
     async def dependency(request: Request, runtime: RuntimeDep) -> Principal:
         principal = await authenticate(request, runtime)
-        if not allows(principal.role, permission):
-            raise Forbidden(
-                f"The role {principal.role.value!r} lacks the permission {permission.value!r}.",
-                extra={"required_permission": permission.value},
-            )
         if runtime.rate_limiter is not None:
             retry_after = await runtime.rate_limiter.hit(f"{principal.kind}:{principal.id}")
             if retry_after is not None:
@@ -99,6 +94,11 @@ def require(permission: Permission) -> Callable[[Request, Runtime], Awaitable[Pr
                     f"exceeded. Retry after {retry_after} seconds.",
                     headers={"Retry-After": str(retry_after)},
                 )
+        if not allows(principal.role, permission):
+            raise Forbidden(
+                f"The role {principal.role.value!r} lacks the permission {permission.value!r}.",
+                extra={"required_permission": permission.value},
+            )
         return principal
 
     dependency.required_permission = permission  # type: ignore[attr-defined]

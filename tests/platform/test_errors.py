@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.conftest import AppFactory, http_client, log_lines, new_api_key
+from tests.conftest import AppFactory, Sql, http_client, log_lines, new_api_key
 
 PROBLEM = "application/problem+json"
 
@@ -60,15 +60,14 @@ async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     assert_problem(response, 400, "malformed_request")
 
 
-async def test_oversized_body_is_413_and_nothing_is_written(
-    make_app: AppFactory, sql: object
-) -> None:
+async def test_oversized_body_is_413_and_nothing_is_written(make_app: AppFactory, sql: Sql) -> None:
     app = make_app(max_request_bytes=2048)
     secret = await new_api_key(app)
     async with http_client(app, secret) as c:
         big = {"role": "support_rep", "name": "x" * 4000}
         response = await c.post("/v1/api-keys", json=big)
         assert_problem(response, 413, "payload_too_large")
+
         # Also when the client streams without announcing a length.
         async def chunks() -> object:
             for _ in range(4):

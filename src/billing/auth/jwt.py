@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import jwt
 
 from billing.auth.keys import Principal
@@ -17,7 +15,6 @@ def looks_like_jwt(token: str) -> bool:
 def verify_jwt(
     token: str, *, public_key: str, audience: str | None, issuer: str | None
 ) -> Principal | None:
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
     try:
         claims = jwt.decode(
             token,
@@ -25,7 +22,7 @@ def verify_jwt(
             algorithms=["RS256", "ES256"],
             audience=audience,
             issuer=issuer,
-            options=options,
+            options={"require": ["exp", "sub"]},
         )
         role = Role(claims.get("role", ""))
     except (jwt.PyJWTError, ValueError):

@@ -7,8 +7,8 @@ import time
 
 from limits import RateLimitItemPerHour
 from limits.aio.storage import MemoryStorage, Storage
-from limits.storage import storage_from_string
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.storage import storage_from_string
 
 from billing.observability.logging import get_logger
 
@@ -18,11 +18,11 @@ log = get_logger(__name__)
 class RateLimiter:
     def __init__(self, per_hour: int, redis_url: str | None) -> None:
         self.backend = "redis" if redis_url else "memory"
-        self._storage: Storage = (
-            storage_from_string(f"async+{redis_url}", implementation="redispy")
-            if redis_url
-            else MemoryStorage()
-        )
+        self._storage: Storage = MemoryStorage()
+        if redis_url:
+            storage = storage_from_string(f"async+{redis_url}", implementation="redispy")
+            assert isinstance(storage, Storage)
+            self._storage = storage
         self._limiter = SlidingWindowCounterRateLimiter(self._storage)
         self._item = RateLimitItemPerHour(per_hour)
 

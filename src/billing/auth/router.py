@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Response, status
 
 from billing.auth import service
 from billing.auth.keys import Principal
@@ -18,8 +18,12 @@ ApiKeysWrite = Annotated[Principal, Depends(require(Permission.API_KEYS_WRITE))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Create an API key")
-async def create_key(body: ApiKeyCreate, session: SessionDep, _: ApiKeysWrite) -> ApiKeyCreated:
+async def create_key(
+    body: ApiKeyCreate, response: Response, session: SessionDep, _: ApiKeysWrite
+) -> ApiKeyCreated:
     key, secret = await service.issue_key(session, role=body.role, name=body.name)
+    # The secret must not be cached anywhere, the idempotency store included.
+    response.headers["Cache-Control"] = "no-store"
     return ApiKeyCreated.model_validate(
         {**ApiKeyRead.model_validate(key).model_dump(), "secret": secret}
     )

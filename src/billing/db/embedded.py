@@ -18,13 +18,13 @@ _servers: dict[Path, Any] = {}
 
 
 def embedded_server(data_dir: Path) -> Any:
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     pgdata = (data_dir / "pgdata").resolve()
     if pgdata not in _servers:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         logging.getLogger("pgserver").setLevel(logging.WARNING)
-        _servers[pgdata] = pgserver.get_server(pgdata, cleanup_mode="stop")
+        _servers[pgdata] = get_server(pgdata, cleanup_mode="stop")
     return _servers[pgdata]
 
 

@@ -5,7 +5,8 @@
 - same key while the first request still runs: 409 `idempotency_key_in_use`.
 Keys are scoped to the caller's credentials. Requests that never reached the business logic
 (bad auth, validation errors, rate limits) and server errors are not stored, so they can be
-retried with the same key.
+retried with the same key. Neither are responses marked `Cache-Control: no-store` (they carry a
+secret, such as a new API key, that must not be kept in clear).
 """
 
 from __future__ import annotations
@@ -155,7 +156,11 @@ class IdempotencyMiddleware:
 
         status = captured["status"]
         async with self.engine.begin() as conn:
-            if status >= 500 or status in NOT_EXECUTED:
+            no_store = any(
+                k.lower() == b"cache-control" and b"no-store" in v.lower()
+                for k, v in captured["headers"]
+            )
+            if status >= 500 or status in NOT_EXECUTED or no_store:
                 await conn.execute(_RELEASE, params)
             else:
                 stored_headers = [
@@ -248,4 +253,4 @@ async def purge_expired(engine: AsyncEngine, limit: int) -> int:
             ),
             {"limit": limit},
         )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)

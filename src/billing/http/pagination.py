@@ -46,18 +46,19 @@ PageDep = Annotated[PageParams, Depends(page_params)]
 
 
 async def paginate(
-    session: AsyncSession, stmt: Select[tuple[M]], model: Any, page: PageParams
+    session: AsyncSession, stmt: Select[Any], model: type[M], page: PageParams
 ) -> tuple[list[M], bool]:
     """Apply the cursor and limit to `stmt` (a select of `model`), newest first."""
+    entity: Any = model
     if page.starting_after is not None:
         cursor = (
             await session.execute(
-                select(model.created_at, model.id).where(model.id == page.starting_after)
+                select(entity.created_at, entity.id).where(entity.id == page.starting_after)
             )
         ).first()
         if cursor is None:
             raise ValidationFailed("No object with this id is in the list.", param="starting_after")
-        stmt = stmt.where(tuple_(model.created_at, model.id) < tuple_(cursor[0], cursor[1]))
-    stmt = stmt.order_by(model.created_at.desc(), model.id.desc()).limit(page.limit + 1)
+        stmt = stmt.where(tuple_(entity.created_at, entity.id) < tuple_(cursor[0], cursor[1]))
+    stmt = stmt.order_by(entity.created_at.desc(), entity.id.desc()).limit(page.limit + 1)
     rows = list((await session.scalars(stmt)).all())
     return rows[: page.limit], len(rows) > page.limit

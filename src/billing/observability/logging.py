@@ -70,7 +70,7 @@ def configure_logging(
     root.setLevel(numeric_level)
     for name in ("uvicorn.access",):
         logging.getLogger(name).disabled = True
-    for name in ("httpx", "httpcore", "stripe"):
+    for name in ("httpx", "httpcore", "stripe", "alembic"):
         logging.getLogger(name).setLevel(max(numeric_level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "alembic"):
         logging.getLogger(name).handlers[:] = []

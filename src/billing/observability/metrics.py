@@ -60,7 +60,8 @@ class PoolCollector(Collector):
             "db_pool_size": ("Configured pool size.", pool.size()),
             "db_pool_checked_out": ("Connections in use.", pool.checkedout()),
             "db_pool_checked_in": ("Idle connections in the pool.", pool.checkedin()),
-            "db_pool_overflow": ("Connections above pool size.", pool.overflow()),
+            # QueuePool counts overflow from -pool_size; report connections above the size.
+            "db_pool_overflow": ("Connections above pool size.", max(0, pool.overflow())),
         }
         for name, (doc, value) in values.items():
             family = GaugeMetricFamily(name, doc, labels=["pid"])
@@ -71,7 +72,7 @@ class PoolCollector(Collector):
 def render_metrics(pool: PoolCollector | None) -> tuple[bytes, str]:
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        MultiProcessCollector(registry)
+        MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     else:
         from prometheus_client import REGISTRY
 

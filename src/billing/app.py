@@ -82,11 +82,17 @@ def create_app(
 
 
 def _include_routers(app: FastAPI) -> None:
+    from billing.accounts.router import router as accounts_router
     from billing.auth.router import router as api_keys_router
+    from billing.catalog.router import router as catalog_router
     from billing.observability.health import router as health_router
+    from billing.payments.router import router as payment_methods_router
 
     app.include_router(health_router)
     app.include_router(api_keys_router)
+    app.include_router(accounts_router)
+    app.include_router(payment_methods_router)
+    app.include_router(catalog_router)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

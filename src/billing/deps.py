@@ -13,6 +13,7 @@ from billing.auth.keys import Principal
 from billing.auth.permissions import Permission, allows
 from billing.clock import Clock
 from billing.http.errors import DomainError
+from billing.payments.gateways import PaymentGateway
 from billing.runtime import Runtime
 
 
@@ -31,6 +32,13 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+def get_gateway(runtime: RuntimeDep) -> PaymentGateway:
+    return runtime.gateway
+
+
+GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
 
 
 def get_clock(runtime: RuntimeDep) -> Clock:

@@ -11,6 +11,7 @@ from billing.auth.ratelimit import RateLimiter
 from billing.clock import Clock, SystemClock
 from billing.db.engine import create_engine, create_session_factory
 from billing.observability.metrics import PoolCollector
+from billing.payments.gateways import PaymentGateway, get_gateway
 from billing.settings import Settings
 from billing.worker.runner import Worker
 from billing.worker.sweeps import default_sweeps
@@ -26,6 +27,7 @@ class Runtime:
     api_keys: ApiKeyResolver
     rate_limiter: RateLimiter | None
     pool_metrics: PoolCollector
+    gateway: PaymentGateway
 
     @classmethod
     def build(cls, settings: Settings, database_url: str, clock: Clock | None = None) -> Runtime:
@@ -46,6 +48,11 @@ class Runtime:
                 else None
             ),
             pool_metrics=PoolCollector(engine),
+            gateway=get_gateway(
+                settings.payment_gateway,
+                stripe_secret_key=settings.stripe_secret_key,
+                stripe_api_base=settings.stripe_api_base,
+            ),
         )
 
     def worker(self) -> Worker:
@@ -59,4 +66,5 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.gateway.aclose()
         await self.engine.dispose()

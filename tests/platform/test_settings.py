@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from billing.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +21,9 @@ def test_every_setting_is_in_env_example_and_readme() -> None:
     assert missing_readme == []
 
 
-def test_blank_values_mean_unset(tmp_path: Path) -> None:
+def test_blank_values_mean_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "TEST_CLOCKS_ENABLED", "PORT"):
+        monkeypatch.delenv(name, raising=False)
     env_file = tmp_path / ".env"
     env_file.write_text("DATABASE_URL=\nTEST_CLOCKS_ENABLED=\nPORT=9000\n")
     settings = Settings(_env_file=env_file)

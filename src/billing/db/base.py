@@ -30,7 +30,10 @@ class Base(DeclarativeBase):
 
 def import_all_models() -> None:
     """Import every module that declares tables, so Base.metadata is complete."""
+    from billing.accounts import models as _accounts  # noqa: F401
     from billing.auth import models as _auth  # noqa: F401
+    from billing.catalog import models as _catalog  # noqa: F401
     from billing.events import models as _events  # noqa: F401
     from billing.http import idempotency as _idempotency  # noqa: F401
+    from billing.payments import models as _payments  # noqa: F401
     from billing.worker import models as _worker  # noqa: F401

@@ -27,12 +27,14 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "idempotency_key_in_use": (409, "Idempotency key in use"),
     "payload_too_large": (413, "Payload too large"),
     "unsupported_media_type": (415, "Unsupported media type"),
+    "payment_method_declined": (402, "Payment method declined"),
     "validation_error": (422, "Validation failed"),
     "idempotency_key_reused": (422, "Idempotency key reused"),
     "rate_limited": (429, "Too many requests"),
     "internal_error": (500, "Internal server error"),
     "service_unavailable": (503, "Service unavailable"),
     "gateway_error": (502, "Payment gateway error"),
+    "gateway_unavailable": (503, "Payment gateway unavailable"),
 }
 
 

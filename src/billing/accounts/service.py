@@ -1,0 +1,198 @@
+"""Account use cases. Each commits its own transaction, with the event it causes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.accounts.models import Account
+from billing.accounts.schemas import AccountCreate, AccountRead, AccountStatus, AccountUpdate
+from billing.clock import Clock
+from billing.events.outbox import record_event
+from billing.http.errors import NotFound
+from billing.http.pagination import PageParams, paginate
+from billing.payments.gateways import PaymentGateway
+from billing.payments.methods import new_payment_method, verify_with_gateway
+from billing.payments.models import PaymentMethod
+from billing.payments.schemas import PaymentMethodRead
+
+
+def account_read(account: Account, default_method: PaymentMethod | None) -> AccountRead:
+    return AccountRead(
+        id=account.id,
+        email=account.email,
+        name=account.name,
+        currency=account.currency,
+        timezone=account.timezone,
+        locale=account.locale,
+        status=AccountStatus(account.status),
+        tax_exempt=account.tax_exempt,
+        tax_ids=account.tax_ids,
+        address=account.address,
+        metadata=account.metadata_,
+        default_payment_method=(
+            PaymentMethodRead.model_validate(default_method) if default_method else None
+        ),
+        created_at=account.created_at,
+        updated_at=account.updated_at,
+    )
+
+
+def _with_default_method() -> Any:
+    return select(Account, PaymentMethod).outerjoin(
+        PaymentMethod,
+        and_(
+            PaymentMethod.account_id == Account.id,
+            PaymentMethod.is_default,
+            PaymentMethod.detached_at.is_(None),
+        ),
+    )
+
+
+def _record(session: AsyncSession, type: str, read: AccountRead, at: datetime) -> None:
+    record_event(session, type=type, account_id=read.id, data=read.model_dump(mode="json"), at=at)
+
+
+async def create_account(
+    session: AsyncSession, *, data: AccountCreate, clock: Clock, gateway: PaymentGateway
+) -> AccountRead:
+    now = clock.now()
+    account = Account(
+        id=uuid.uuid4(),
+        email=str(data.email),
+        name=data.name,
+        currency=data.currency,
+        timezone=data.timezone,
+        locale=data.locale,
+        status=AccountStatus.ACTIVE.value,
+        tax_exempt=data.tax_exempt.value,
+        tax_ids=[t.model_dump() for t in data.tax_ids],
+        address=data.address.model_dump() if data.address else None,
+        metadata_=data.metadata,
+        gateway_customer_id=None,
+        created_at=now,
+        updated_at=now,
+        deleted_at=None,
+    )
+    method = None
+    if data.payment_method is not None:
+        # Verified before anything is written: a declined card creates no account.
+        customer_id, card = await verify_with_gateway(
+            gateway, account=account, token=data.payment_method, param="payment_method"
+        )
+        account.gateway_customer_id = customer_id
+        method = new_payment_method(
+            account_id=account.id, gateway=gateway.name, card=card, is_default=True, clock=clock
+        )
+    session.add(account)
+    await session.flush()
+    if method is not None:
+        session.add(method)
+    read = account_read(account, method)
+    _record(session, "account.created", read, now)
+    await session.commit()
+    return read
+
+
+async def get_account(session: AsyncSession, *, account_id: uuid.UUID) -> AccountRead:
+    row = (
+        await session.execute(
+            _with_default_method().where(Account.id == account_id, Account.deleted_at.is_(None))
+        )
+    ).first()
+    if row is None:
+        raise NotFound(f"No account {account_id}.", param="account_id")
+    return account_read(row[0], row[1])
+
+
+async def list_accounts(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    email: str | None,
+    status: AccountStatus | None,
+    created_gte: datetime | None,
+    created_lt: datetime | None,
+) -> tuple[list[AccountRead], bool]:
+    stmt = select(Account).where(Account.deleted_at.is_(None))
+    if email is not None:
+        stmt = stmt.where(func.lower(Account.email) == email.lower())
+    if status is not None:
+        stmt = stmt.where(Account.status == status.value)
+    if created_gte is not None:
+        stmt = stmt.where(Account.created_at >= created_gte)
+    if created_lt is not None:
+        stmt = stmt.where(Account.created_at < created_lt)
+    accounts, has_more = await paginate(session, stmt, Account, page)
+    defaults = {}
+    if accounts:
+        methods = await session.scalars(
+            select(PaymentMethod).where(
+                PaymentMethod.account_id.in_([a.id for a in accounts]),
+                PaymentMethod.is_default,
+                PaymentMethod.detached_at.is_(None),
+            )
+        )
+        defaults = {m.account_id: m for m in methods}
+    return [account_read(a, defaults.get(a.id)) for a in accounts], has_more
+
+
+async def _locked(session: AsyncSession, account_id: uuid.UUID) -> Account:
+    account = await session.scalar(
+        select(Account)
+        .where(Account.id == account_id, Account.deleted_at.is_(None))
+        .with_for_update()
+    )
+    if account is None:
+        raise NotFound(f"No account {account_id}.", param="account_id")
+    return account
+
+
+async def update_account(
+    session: AsyncSession, *, account_id: uuid.UUID, data: AccountUpdate, clock: Clock
+) -> AccountRead:
+    account = await _locked(session, account_id)
+    changes = data.model_dump(exclude_unset=True)
+    for field, value in changes.items():
+        if field == "email":
+            account.email = str(value)
+        elif field == "metadata":
+            account.metadata_ = value
+        elif field in ("tax_exempt",):
+            account.tax_exempt = str(value)
+        else:
+            setattr(account, field, value)
+    now = clock.now()
+    account.updated_at = now
+    await session.flush()
+    default = await session.scalar(
+        select(PaymentMethod).where(
+            PaymentMethod.account_id == account_id,
+            PaymentMethod.is_default,
+            PaymentMethod.detached_at.is_(None),
+        )
+    )
+    read = account_read(account, default)
+    _record(session, "account.updated", read, now)
+    await session.commit()
+    return read
+
+
+async def delete_account(session: AsyncSession, *, account_id: uuid.UUID, clock: Clock) -> None:
+    account = await _locked(session, account_id)
+    now = clock.now()
+    account.deleted_at = now
+    account.updated_at = now
+    read = account_read(account, None)
+    record_event(
+        session,
+        type="account.deleted",
+        account_id=account.id,
+        data=read.model_dump(mode="json") | {"deleted": True},
+        at=now,
+    )
+    await session.commit()

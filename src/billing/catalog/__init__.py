@@ -1,0 +1,1 @@
+"""The versioned, multi-currency plan catalog."""

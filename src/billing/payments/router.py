@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from billing.auth.keys import Principal
+from billing.auth.permissions import Permission
+from billing.deps import ClockDep, GatewayDep, SessionDep, require
+from billing.http.pagination import ListResponse
+from billing.payments import methods
+from billing.payments.schemas import PaymentMethodAttach, PaymentMethodRead
+
+router = APIRouter(prefix="/v1/accounts/{account_id}/payment-methods", tags=["payment methods"])
+
+AccountsRead = Annotated[Principal, Depends(require(Permission.ACCOUNTS_READ))]
+AccountsWrite = Annotated[Principal, Depends(require(Permission.ACCOUNTS_WRITE))]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, summary="Attach a payment method")
+async def attach_payment_method(
+    account_id: uuid.UUID,
+    body: PaymentMethodAttach,
+    session: SessionDep,
+    clock: ClockDep,
+    gateway: GatewayDep,
+    _: AccountsWrite,
+) -> PaymentMethodRead:
+    method = await methods.attach(
+        session,
+        gateway=gateway,
+        account_id=account_id,
+        token=body.token,
+        set_default=body.set_default,
+        clock=clock,
+    )
+    return PaymentMethodRead.model_validate(method)
+
+
+@router.get("", summary="List an account's payment methods (masked)")
+async def list_payment_methods(
+    account_id: uuid.UUID, session: SessionDep, _: AccountsRead
+) -> ListResponse[PaymentMethodRead]:
+    found = await methods.list_methods(session, account_id=account_id)
+    return ListResponse(data=[PaymentMethodRead.model_validate(m) for m in found], has_more=False)
+
+
+@router.post("/{method_id}/default", summary="Make a payment method the default")
+async def set_default_payment_method(
+    account_id: uuid.UUID, method_id: uuid.UUID, session: SessionDep, _: AccountsWrite
+) -> PaymentMethodRead:
+    method = await methods.set_default(session, account_id=account_id, method_id=method_id)
+    return PaymentMethodRead.model_validate(method)
+
+
+@router.delete("/{method_id}", summary="Detach a payment method")
+async def detach_payment_method(
+    account_id: uuid.UUID,
+    method_id: uuid.UUID,
+    session: SessionDep,
+    clock: ClockDep,
+    _: AccountsWrite,
+) -> PaymentMethodRead:
+    method = await methods.detach(session, account_id=account_id, method_id=method_id, clock=clock)
+    return PaymentMethodRead.model_validate(method)

@@ -1,0 +1,1 @@
+"""Small typed factories per domain: they go through the public API, like a client."""

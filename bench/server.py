@@ -53,12 +53,16 @@ def running_server(
         migrated = subprocess.run([BILLING, "migrate"], env=env, capture_output=True, check=False)
         if migrated.returncode != 0:
             raise SystemExit(migrated.stdout.decode() + migrated.stderr.decode())
-        key = subprocess.run(
-            [BILLING, "apikey", "create", "--role", "super_admin", "--name", "bench"],
-            env=env,
-            capture_output=True,
-            check=True,
-        ).stdout.decode().strip()
+        key = (
+            subprocess.run(
+                [BILLING, "apikey", "create", "--role", "super_admin", "--name", "bench"],
+                env=env,
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
         port = _free_port()
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from billing.app import create_app
 from billing.auth.keys import create_api_key
 from billing.auth.permissions import Role
+from billing.clock import Clock
 from billing.runtime import Runtime
 from billing.settings import Settings
 from billing.worker.runner import Worker
@@ -89,9 +90,12 @@ async def make_app(database_url: str) -> AsyncIterator[AppFactory]:
     """Build an app with other settings (closed at the end of the test)."""
     built: list[FastAPI] = []
 
-    def factory(*, url: str | None = None, **overrides: Any) -> FastAPI:
+    def factory(*, url: str | None = None, clock: Clock | None = None, **overrides: Any) -> FastAPI:
         application = create_app(
-            test_settings(**overrides), database_url=url or database_url, run_worker=False
+            test_settings(**overrides),
+            database_url=url or database_url,
+            clock=clock,
+            run_worker=False,
         )
         built.append(application)
         return application

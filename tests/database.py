@@ -88,8 +88,12 @@ async def drop_run_databases(admin: str) -> None:
         await conn.close()
 
 
+# Tables whose rows the migrations seed: reset, not emptied.
+SEEDED = {"invoice_number_counters": "UPDATE invoice_number_counters SET value = 0"}
+
+
 @functools.cache
 def truncate_statement() -> str:
     import_all_models()
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    return f"TRUNCATE {tables} RESTART IDENTITY CASCADE"
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables if t.name not in SEEDED)
+    return f"TRUNCATE {tables} RESTART IDENTITY CASCADE; " + "; ".join(SEEDED.values())

@@ -85,14 +85,22 @@ def _include_routers(app: FastAPI) -> None:
     from billing.accounts.router import router as accounts_router
     from billing.auth.router import router as api_keys_router
     from billing.catalog.router import router as catalog_router
+    from billing.clock.router import router as test_clocks_router
+    from billing.credits.router import router as credits_router
+    from billing.invoicing.router import router as invoices_router
     from billing.observability.health import router as health_router
     from billing.payments.router import router as payment_methods_router
+    from billing.subscriptions.router import router as subscriptions_router
 
     app.include_router(health_router)
     app.include_router(api_keys_router)
     app.include_router(accounts_router)
     app.include_router(payment_methods_router)
     app.include_router(catalog_router)
+    app.include_router(subscriptions_router)
+    app.include_router(invoices_router)
+    app.include_router(credits_router)
+    app.include_router(test_clocks_router)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -61,6 +61,7 @@ class Runtime:
             sessions=self.sessions,
             clock=self.clock,
             sweeps=default_sweeps(),
+            settings=self.settings,
             batch_size=self.settings.worker_batch_size,
             tick_seconds=self.settings.worker_tick_seconds,
         )

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CHAR, Index, String, text
+from sqlalchemy import CHAR, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -32,6 +32,9 @@ class Account(Base):
     address: Mapped[dict[str, Any] | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     gateway_customer_id: Mapped[str | None] = mapped_column(String(255))
+    test_clock_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("test_clocks.id"), index=True
+    )
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     deleted_at: Mapped[datetime | None]

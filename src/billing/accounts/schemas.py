@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from billing.core.money import is_active_currency
+from billing.http.types import Currency, Metadata
 from billing.payments.schemas import PaymentMethodRead
 
 
@@ -38,13 +38,6 @@ def _zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def _currency(value: str) -> str:
-    code = value.strip().upper()
-    if not is_active_currency(code):
-        raise ValueError(f"{value!r} is not an active ISO 4217 currency code")
-    return code
-
-
 def _timezone(value: str) -> str:
     if value not in _zones():
         raise ValueError(f"{value!r} is not an IANA time zone (e.g. 'Europe/Berlin')")
@@ -58,23 +51,8 @@ def _locale(value: str) -> str:
         raise ValueError(f"{value!r} is not a known locale (e.g. 'en_US', 'de_DE')") from exc
 
 
-Currency = Annotated[str, AfterValidator(_currency), Field(examples=["USD"])]
 TimeZone = Annotated[str, AfterValidator(_timezone), Field(examples=["Europe/Berlin"])]
 LocaleCode = Annotated[str, AfterValidator(_locale), Field(examples=["en_US"])]
-
-
-def _metadata(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > 50:
-        raise ValueError("at most 50 keys")
-    for key, item in value.items():
-        if not 1 <= len(key) <= 40:
-            raise ValueError(f"key {key!r} must be 1 to 40 characters")
-        if len(item) > 500:
-            raise ValueError(f"value of {key!r} is longer than 500 characters")
-    return value
-
-
-Metadata = Annotated[dict[str, str], AfterValidator(_metadata)]
 
 
 class TaxId(BaseModel):
@@ -124,6 +102,10 @@ class AccountCreate(BaseModel):
     tax_ids: list[TaxId] = Field(default_factory=list, max_length=10)
     address: Address | None = None
     metadata: Metadata = Field(default_factory=dict)
+    test_clock_id: uuid.UUID | None = Field(
+        default=None,
+        description="Attach the account to a test clock: all its billing follows that clock.",
+    )
     payment_method: str | None = Field(
         default=None,
         min_length=1,
@@ -174,6 +156,7 @@ class AccountRead(BaseModel):
     address: Address | None
     metadata: dict[str, str]
     default_payment_method: PaymentMethodRead | None
+    test_clock_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
 

@@ -11,9 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
 from billing.accounts.schemas import AccountCreate, AccountRead, AccountStatus, AccountUpdate
-from billing.clock import Clock
+from billing.clock import Clock, FrozenClock
+from billing.clock.models import TestClock
 from billing.events.outbox import record_event
-from billing.http.errors import NotFound
+from billing.http.errors import NotFound, ValidationFailed
 from billing.http.pagination import PageParams, paginate
 from billing.payments.gateways import PaymentGateway
 from billing.payments.methods import new_payment_method, verify_with_gateway
@@ -37,6 +38,7 @@ def account_read(account: Account, default_method: PaymentMethod | None) -> Acco
         default_payment_method=(
             PaymentMethodRead.model_validate(default_method) if default_method else None
         ),
+        test_clock_id=account.test_clock_id,
         created_at=account.created_at,
         updated_at=account.updated_at,
     )
@@ -60,6 +62,11 @@ def _record(session: AsyncSession, type: str, read: AccountRead, at: datetime) -
 async def create_account(
     session: AsyncSession, *, data: AccountCreate, clock: Clock, gateway: PaymentGateway
 ) -> AccountRead:
+    if data.test_clock_id is not None:
+        test_clock = await session.get(TestClock, data.test_clock_id)
+        if test_clock is None:
+            raise ValidationFailed(f"No test clock {data.test_clock_id}.", param="test_clock_id")
+        clock = FrozenClock(test_clock.frozen_time)
     now = clock.now()
     account = Account(
         id=uuid.uuid4(),
@@ -74,6 +81,7 @@ async def create_account(
         address=data.address.model_dump() if data.address else None,
         metadata_=data.metadata,
         gateway_customer_id=None,
+        test_clock_id=data.test_clock_id,
         created_at=now,
         updated_at=now,
         deleted_at=None,

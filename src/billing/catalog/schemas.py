@@ -27,9 +27,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from billing.catalog.models import Aggregation
-from billing.core.money import is_active_currency
 from billing.core.periods import Interval
 from billing.core.pricing import MeteredPrice, PricingModel, Tier, price_errors
+from billing.http.types import Currency, Metadata, plain_decimal
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_\-.]*$"
 METRIC_PATTERN = r"^[a-z][a-z0-9_.\-]{0,63}$"
@@ -47,29 +47,15 @@ MAX_METERED = 50
 MAX_TIERS = 100
 
 
-def _plain_decimal(value: Decimal) -> str:
-    """Canonical text of a decimal: no exponent, no trailing zeros ("1E+3" -> "1000")."""
-    if value == 0:
-        return "0"  # also turns "-0" into "0"
-    return format(value.normalize(), "f")
-
-
 # Decimals arrive as JSON strings or numbers and leave as canonical strings. Size limits keep
 # a value like "1e999999" from being accepted (and expanded to a million digits).
 DecimalValue = Annotated[
     Decimal,
     Field(max_digits=30, decimal_places=12),
-    PlainSerializer(_plain_decimal, return_type=str, when_used="json"),
+    PlainSerializer(plain_decimal, return_type=str, when_used="json"),
 ]
 # Minor units; the sign of tier and package amounts is checked by core.pricing.
 MinorAmount = Annotated[StrictInt, Field(le=MAX_AMOUNT)]
-
-
-def _currency(value: str) -> str:
-    code = value.strip().upper()
-    if not is_active_currency(code):
-        raise ValueError(f"{value!r} is not an active ISO 4217 currency code")
-    return code
 
 
 def _code(value: str) -> str:
@@ -81,24 +67,11 @@ def _code(value: str) -> str:
     raise ValueError("must not be a UUID (plan ids are UUIDs)")
 
 
-def _metadata(value: dict[str, str]) -> dict[str, str]:
-    if len(value) > 50:
-        raise ValueError("at most 50 keys")
-    for key, item in value.items():
-        if not 1 <= len(key) <= 40:
-            raise ValueError(f"key {key!r} must be 1 to 40 characters")
-        if len(item) > 500:
-            raise ValueError(f"the value of {key!r} must be at most 500 characters")
-    return value
-
-
-Currency = Annotated[str, AfterValidator(_currency), Field(examples=["USD"])]
 PlanCode = Annotated[
     str,
     Field(min_length=1, max_length=64, pattern=CODE_PATTERN, examples=["pro"]),
     AfterValidator(_code),
 ]
-Metadata = Annotated[dict[str, str], AfterValidator(_metadata)]
 PlanName = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=2000)]
 IntervalCount = Annotated[int, Field(ge=1, le=365)]

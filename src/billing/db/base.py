@@ -33,7 +33,11 @@ def import_all_models() -> None:
     from billing.accounts import models as _accounts  # noqa: F401
     from billing.auth import models as _auth  # noqa: F401
     from billing.catalog import models as _catalog  # noqa: F401
+    from billing.clock import models as _clock  # noqa: F401
+    from billing.credits import models as _credits  # noqa: F401
     from billing.events import models as _events  # noqa: F401
     from billing.http import idempotency as _idempotency  # noqa: F401
+    from billing.invoicing import models as _invoicing  # noqa: F401
     from billing.payments import models as _payments  # noqa: F401
+    from billing.subscriptions import models as _subscriptions  # noqa: F401
     from billing.worker import models as _worker  # noqa: F401

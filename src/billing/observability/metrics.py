@@ -39,6 +39,12 @@ WORKER_SWEEP_ITEMS = Counter(
 WORKER_SWEEP_FAILURES = Counter(
     "worker_sweep_failures", "Worker sweep batches that raised.", ["sweep"]
 )
+INVOICES_GENERATED = Counter("invoices_generated", "Invoices finalized.")
+SUBSCRIPTIONS_ACTIVE = Gauge(
+    "subscriptions_active",
+    "Subscriptions in the active or trialing state, read at the worker's last count.",
+    multiprocess_mode="max",
+)
 WORKER_HEARTBEAT = Gauge(
     "worker_last_heartbeat_timestamp_seconds",
     "Unix time of this worker's last completed tick.",

@@ -26,6 +26,7 @@ from billing.observability.metrics import (
     WORKER_SWEEP_FAILURES,
     WORKER_SWEEP_ITEMS,
 )
+from billing.settings import Settings
 
 log = get_logger("billing.worker")
 
@@ -36,6 +37,9 @@ class SweepContext:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     batch_size: int
+    settings: Settings
+    # Set while a test clock is advanced: only that clock's accounts are processed.
+    test_clock_id: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class Worker:
     sessions: async_sessionmaker[AsyncSession]
     clock: Clock
     sweeps: Sequence[Sweep]
+    settings: Settings
     batch_size: int = 500
     tick_seconds: float = 5.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
@@ -57,14 +62,15 @@ class Worker:
 
     @property
     def context(self) -> SweepContext:
-        return SweepContext(self.engine, self.sessions, self.clock, self.batch_size)
+        return SweepContext(self.engine, self.sessions, self.clock, self.batch_size, self.settings)
 
-    async def run_sweep(self, sweep: Sweep) -> int:
+    async def run_sweep(self, sweep: Sweep, ctx: SweepContext | None = None) -> int:
         """Run one sweep until it finds less than a full batch. Failures are logged, not raised."""
         total = 0
+        context = ctx or self.context
         while True:
             try:
-                done = await sweep.run(self.context)
+                done = await sweep.run(context)
             except Exception:
                 WORKER_SWEEP_FAILURES.labels(sweep.name).inc()
                 log.exception("sweep_failed", sweep=sweep.name, worker_id=self.worker_id)
@@ -75,18 +81,20 @@ class Worker:
             if done < self.batch_size:
                 return total
 
-    async def tick(self) -> dict[str, int]:
-        counts = {sweep.name: await self.run_sweep(sweep) for sweep in self.sweeps}
+    async def tick(self, ctx: SweepContext | None = None) -> dict[str, int]:
+        counts = {sweep.name: await self.run_sweep(sweep, ctx) for sweep in self.sweeps}
         done = {name: n for name, n in counts.items() if n}
         if done:
             log.info("worker_tick", worker_id=self.worker_id, processed=done)
         return counts
 
-    async def run_due(self, max_rounds: int = 100) -> dict[str, int]:
+    async def run_due(
+        self, ctx: SweepContext | None = None, max_rounds: int = 100
+    ) -> dict[str, int]:
         """Run every sweep until nothing is due (tests and test clocks use this)."""
         totals: dict[str, int] = {}
         for _ in range(max_rounds):
-            counts = await self.tick()
+            counts = await self.tick(ctx)
             for name, n in counts.items():
                 totals[name] = totals.get(name, 0) + n
             if not any(counts.values()):

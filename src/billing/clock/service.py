@@ -1,0 +1,79 @@
+"""Test clocks: a frozen "now" per group of accounts, advanced through the API.
+
+Advancing runs every due step for the clock's accounts in time order, so a year of billing
+takes seconds and happens exactly as it would have in real time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.clock import Clock, FrozenClock
+from billing.clock.models import TestClock
+from billing.http.errors import NotFound, ValidationFailed
+
+
+async def clock_for_account(
+    session: AsyncSession, *, test_clock_id: uuid.UUID | None, default: Clock
+) -> Clock:
+    """The clock an account lives by: its test clock's frozen time, or the system clock."""
+    if test_clock_id is None:
+        return default
+    frozen = await session.scalar(
+        select(TestClock.frozen_time).where(TestClock.id == test_clock_id)
+    )
+    if frozen is None:
+        raise NotFound(f"No test clock {test_clock_id}.", param="test_clock_id")
+    return FrozenClock(frozen)
+
+
+async def create_clock(
+    session: AsyncSession, *, frozen_time: datetime, name: str | None, clock: Clock
+) -> TestClock:
+    test_clock = TestClock(
+        id=uuid.uuid4(), name=name, frozen_time=frozen_time, created_at=clock.now()
+    )
+    session.add(test_clock)
+    await session.commit()
+    return test_clock
+
+
+async def get_clock(session: AsyncSession, *, clock_id: uuid.UUID) -> TestClock:
+    found = await session.get(TestClock, clock_id)
+    if found is None:
+        raise NotFound(f"No test clock {clock_id}.", param="id")
+    return found
+
+
+_NEXT_DUE = text(
+    """
+    SELECT min(s.next_action_at)
+    FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+    WHERE a.test_clock_id = :clock AND s.next_action_at IS NOT NULL AND s.next_action_at <= :until
+    """
+)
+
+
+async def next_due(
+    session: AsyncSession, *, clock_id: uuid.UUID, until: datetime
+) -> datetime | None:
+    value: datetime | None = await session.scalar(_NEXT_DUE, {"clock": clock_id, "until": until})
+    return value
+
+
+async def set_frozen_time(session: AsyncSession, *, clock_id: uuid.UUID, at: datetime) -> None:
+    await session.execute(
+        text("UPDATE test_clocks SET frozen_time = :at WHERE id = :id"), {"at": at, "id": clock_id}
+    )
+
+
+def check_advance(current: datetime, target: datetime) -> None:
+    if target <= current:
+        raise ValidationFailed(
+            f"frozen_time must be later than the clock's current time {current.isoformat()}.",
+            param="frozen_time",
+        )

@@ -1,0 +1,1 @@
+"""Account credit: a ledger per account and currency; the balance is its sum."""

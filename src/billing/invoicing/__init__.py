@@ -1,0 +1,1 @@
+"""Invoices: building, numbering, finalizing, voiding; immutable once finalized."""

@@ -1,0 +1,153 @@
+"""Invoice use cases for the API: read, list, void, mark paid or uncollectible."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.accounts.models import Account
+from billing.clock import Clock
+from billing.clock.service import clock_for_account
+from billing.credits.service import give_back
+from billing.events.outbox import record_event
+from billing.http.errors import InvalidState, NotFound
+from billing.http.pagination import PageParams, paginate
+from billing.invoicing.models import Invoice, InvoiceLine
+from billing.invoicing.schemas import InvoiceLineRead, InvoiceRead, InvoiceStatus
+
+
+def invoice_read(invoice: Invoice, lines: list[InvoiceLine]) -> InvoiceRead:
+    return InvoiceRead.model_validate(
+        {
+            **{c.key: getattr(invoice, c.key) for c in Invoice.__table__.columns},
+            "lines": [InvoiceLineRead.model_validate(line) for line in lines],
+        }
+    )
+
+
+async def _lines(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[InvoiceLine]]:
+    found: dict[uuid.UUID, list[InvoiceLine]] = defaultdict(list)
+    if ids:
+        rows = await session.scalars(
+            select(InvoiceLine)
+            .where(InvoiceLine.invoice_id.in_(ids))
+            .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
+        )
+        for line in rows:
+            found[line.invoice_id].append(line)
+    return found
+
+
+async def get_invoice(session: AsyncSession, *, invoice_id: uuid.UUID) -> InvoiceRead:
+    invoice = await session.get(Invoice, invoice_id)
+    if invoice is None:
+        raise NotFound(f"No invoice {invoice_id}.", param="id")
+    return invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id])
+
+
+async def list_invoices(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    account_id: uuid.UUID | None,
+    subscription_id: uuid.UUID | None,
+    status: InvoiceStatus | None,
+    created_gte: datetime | None,
+    created_lt: datetime | None,
+) -> tuple[list[InvoiceRead], bool]:
+    stmt = select(Invoice)
+    if account_id is not None:
+        stmt = stmt.where(Invoice.account_id == account_id)
+    if subscription_id is not None:
+        stmt = stmt.where(Invoice.subscription_id == subscription_id)
+    if status is not None:
+        stmt = stmt.where(Invoice.status == status.value)
+    if created_gte is not None:
+        stmt = stmt.where(Invoice.created_at >= created_gte)
+    if created_lt is not None:
+        stmt = stmt.where(Invoice.created_at < created_lt)
+    invoices, has_more = await paginate(session, stmt, Invoice, page)
+    lines = await _lines(session, [i.id for i in invoices])
+    return [invoice_read(i, lines[i.id]) for i in invoices], has_more
+
+
+async def _locked(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
+    invoice = await session.scalar(
+        select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+    )
+    if invoice is None:
+        raise NotFound(f"No invoice {invoice_id}.", param="id")
+    return invoice
+
+
+async def _now(session: AsyncSession, invoice: Invoice, clock: Clock) -> datetime:
+    test_clock_id = await session.scalar(
+        select(Account.test_clock_id).where(Account.id == invoice.account_id)
+    )
+    return (await clock_for_account(session, test_clock_id=test_clock_id, default=clock)).now()
+
+
+def _require_open(invoice: Invoice, action: str) -> None:
+    if invoice.status not in (InvoiceStatus.OPEN.value, InvoiceStatus.UNCOLLECTIBLE.value):
+        raise InvalidState(
+            f"Only open invoices can be {action}; this one is {invoice.status}.",
+            extra={"current_status": invoice.status},
+        )
+
+
+async def void_invoice(
+    session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock
+) -> InvoiceRead:
+    invoice = await _locked(session, invoice_id)
+    _require_open(invoice, "voided")
+    now = await _now(session, invoice, clock)
+    await session.scalar(
+        select(Account.id).where(Account.id == invoice.account_id).with_for_update()
+    )
+    await give_back(session, invoice_id=invoice.id, at=now)
+    invoice.status = InvoiceStatus.VOID.value
+    invoice.voided_at = now
+    return await _commit_with_event(session, invoice, "invoice.voided", now)
+
+
+async def mark_paid(session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock) -> InvoiceRead:
+    """Record an off-line payment of the whole remaining amount."""
+    invoice = await _locked(session, invoice_id)
+    _require_open(invoice, "marked paid")
+    now = await _now(session, invoice, clock)
+    invoice.status = InvoiceStatus.PAID.value
+    invoice.amount_paid = invoice.amount_due
+    invoice.amount_remaining = 0
+    invoice.paid_at = now
+    return await _commit_with_event(session, invoice, "invoice.paid", now)
+
+
+async def mark_uncollectible(
+    session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock
+) -> InvoiceRead:
+    invoice = await _locked(session, invoice_id)
+    if invoice.status != InvoiceStatus.OPEN.value:
+        raise InvalidState(
+            f"Only open invoices can be marked uncollectible; this one is {invoice.status}.",
+            extra={"current_status": invoice.status},
+        )
+    now = await _now(session, invoice, clock)
+    invoice.status = InvoiceStatus.UNCOLLECTIBLE.value
+    invoice.marked_uncollectible_at = now
+    return await _commit_with_event(session, invoice, "invoice.marked_uncollectible", now)
+
+
+async def _commit_with_event(
+    session: AsyncSession, invoice: Invoice, type: str, at: datetime
+) -> InvoiceRead:
+    await session.flush()
+    read = invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id])
+    record_event(
+        session, type=type, account_id=invoice.account_id, data=read.model_dump(mode="json"), at=at
+    )
+    await session.commit()
+    return read

@@ -1,0 +1,1 @@
+"""Subscriptions: lifecycle, billing periods, plan and quantity changes."""

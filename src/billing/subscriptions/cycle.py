@@ -1,0 +1,184 @@
+"""The billing clock's main sweep: starts, trial ends, renewals and cancellations that are due.
+
+One call claims a batch of due subscriptions (FOR UPDATE SKIP LOCKED), works out each one's
+next step with the pure rules, and writes every result with a few bulk statements in one
+transaction: the renewal invoices (numbered, credit applied, events written), the advanced
+subscription rows, their history and events. A crash rolls the whole batch back; the next run
+does it again, and the unique (subscription, cycle) key makes double billing impossible.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.accounts.models import Account
+from billing.catalog.models import Plan
+from billing.core.lifecycle import SubscriptionStatus
+from billing.events.models import Event
+from billing.invoicing.rules import DraftInvoice, DraftLine
+from billing.invoicing.writer import finalize
+from billing.subscriptions.models import Subscription, SubscriptionHistory
+from billing.subscriptions.rules import Charge, Step, StepKind, next_step
+from billing.subscriptions.state import (
+    schedule_columns,
+    schedule_of,
+    subscription_read,
+    terms_of,
+)
+
+WORKER_ACTOR = "worker"
+
+
+def draft_for(
+    sub: Subscription, step: Step, at: datetime, reason: str | None = None
+) -> DraftInvoice | None:
+    if step.cycle_key is None or not step.charges:
+        return None
+    first = step.charges[0].period
+    return DraftInvoice(
+        account_id=sub.account_id,
+        currency=sub.currency,
+        billing_reason=reason
+        or ("subscription_create" if step.kind is StepKind.START else "subscription_cycle"),
+        created_at=at,
+        lines=tuple(line_of(c) for c in step.charges),
+        subscription_id=sub.id,
+        cycle_key=step.cycle_key,
+        period_start=first.start,
+        period_end=first.end,
+    )
+
+
+def line_of(charge: Charge) -> DraftLine:
+    return DraftLine(
+        kind=charge.kind,
+        description=charge.description,
+        amount=charge.amount,
+        quantity=Decimal(charge.quantity),
+        unit_amount=charge.unit_amount,
+        period_start=charge.period.start,
+        period_end=charge.period.end,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    sub: Subscription
+    timezone: str
+
+
+async def claim_due(
+    session: AsyncSession, *, as_of: datetime, test_clock_id: uuid.UUID | None, limit: int
+) -> list[Claimed]:
+    stmt = (
+        select(Subscription, Account.timezone)
+        .join(Account, Account.id == Subscription.account_id)
+        .where(Subscription.next_action_at <= as_of)
+        .order_by(Subscription.next_action_at)
+        .limit(limit)
+        .with_for_update(of=Subscription, skip_locked=True)
+    )
+    stmt = stmt.where(
+        Account.test_clock_id.is_(None)
+        if test_clock_id is None
+        else Account.test_clock_id == test_clock_id
+    )
+    rows = (await session.execute(stmt)).all()
+    return [Claimed(sub=row[0], timezone=row[1]) for row in rows]
+
+
+async def run_due_steps(
+    session: AsyncSession,
+    *,
+    as_of: datetime,
+    test_clock_id: uuid.UUID | None,
+    limit: int,
+    number_prefix: str,
+) -> int:
+    """Process one batch of due subscriptions in the caller's session, then commit."""
+    claimed = await claim_due(session, as_of=as_of, test_clock_id=test_clock_id, limit=limit)
+    if not claimed:
+        await session.rollback()
+        return 0
+    plan_ids = {c.sub.plan_id for c in claimed}
+    plans = {p.id: p for p in await session.scalars(select(Plan).where(Plan.id.in_(plan_ids)))}
+
+    drafts: list[DraftInvoice] = []
+    updates: list[dict[str, Any]] = []
+    history: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for item in claimed:
+        sub = item.sub
+        plan = plans[sub.plan_id]
+        assert sub.next_action_at is not None
+        at = sub.next_action_at
+        step = next_step(
+            schedule_of(sub),
+            terms=terms_of(plan, sub.currency),
+            quantity=sub.quantity,
+            start_date=sub.start_date,
+            trial_days=(sub.trial_end - sub.trial_start).days
+            if sub.trial_start and sub.trial_end
+            else plan.trial_days,
+        )
+        old_status = sub.status
+        columns = schedule_columns(step.schedule, item.timezone)
+        columns["updated_at"] = at
+        if step.kind is StepKind.CANCEL:
+            columns["canceled_at"] = sub.canceled_at or at
+            columns["ended_at"] = at
+        updates.append({"id": sub.id} | columns)
+        for name, value in columns.items():
+            setattr(sub, name, value)
+        draft = draft_for(sub, step, at)
+        if draft is not None:
+            drafts.append(draft)
+        history.append(
+            {
+                "id": uuid.uuid4(),
+                "subscription_id": sub.id,
+                "at": at,
+                "kind": step.kind.value,
+                "actor": WORKER_ACTOR,
+                "old": {"status": old_status},
+                "new": {
+                    "status": sub.status,
+                    "current_period_start": _iso(sub.current_period_start),
+                    "current_period_end": _iso(sub.current_period_end),
+                },
+            }
+        )
+        event_type = (
+            "subscription.canceled"
+            if step.schedule.status is SubscriptionStatus.CANCELED
+            else "subscription.updated"
+        )
+        events.append(
+            {
+                "id": uuid.uuid4(),
+                "type": event_type,
+                "account_id": sub.account_id,
+                "data": subscription_read(sub, plan).model_dump(mode="json"),
+                "created_at": at,
+            }
+        )
+
+    await finalize(session, drafts, number_prefix=number_prefix)
+    # The ORM objects already carry the new values; write them with one bulk UPDATE.
+    session.expunge_all()
+    await session.execute(update(Subscription), updates)
+    await session.execute(insert(SubscriptionHistory), history)
+    await session.execute(insert(Event), events)
+    await session.commit()
+    return len(claimed)
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else str(value)

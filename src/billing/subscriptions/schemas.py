@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from billing.core.lifecycle import SubscriptionStatus
+from billing.http.types import Metadata
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"account_id": "8c7e2e4a-2b1f-4a53-9d0e-2f6c1d9f0a11", "plan_code": "pro"},
+                {
+                    "account_id": "8c7e2e4a-2b1f-4a53-9d0e-2f6c1d9f0a11",
+                    "plan_code": "team",
+                    "quantity": 5,
+                    "trial_days": 0,
+                    "billing_anchor": 1,
+                },
+            ]
+        },
+    )
+
+    account_id: uuid.UUID
+    plan_id: uuid.UUID | None = None
+    plan_code: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int = Field(default=1, ge=1, le=1_000_000, strict=True)
+    start_date: date | None = Field(
+        default=None, description="Local date in the account's time zone; today by default."
+    )
+    trial_days: int | None = Field(
+        default=None, ge=0, le=730, description="Overrides the plan's trial length."
+    )
+    billing_anchor: Annotated[
+        Literal["start"] | Annotated[int, Field(ge=1, le=31, strict=True)],
+        Field(description="`start` (anniversary) or a day of the month (calendar billing)."),
+    ] = "start"
+    metadata: Metadata = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_plan(self) -> SubscriptionCreate:
+        if (self.plan_id is None) == (self.plan_code is None):
+            raise ValueError("give exactly one of plan_id or plan_code")
+        return self
+
+
+class SubscriptionRead(BaseModel):
+    object: str = "subscription"
+    id: uuid.UUID
+    account_id: uuid.UUID
+    plan_id: uuid.UUID
+    plan_code: str
+    plan_version: int
+    currency: str
+    quantity: int
+    status: SubscriptionStatus
+    start_date: date
+    billing_anchor: Literal["start"] | int
+    current_period_start: date | None
+    current_period_end: date | None
+    trial_start: date | None
+    trial_end: date | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    metadata: dict[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class HistoryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    object: str = "subscription_history"
+    id: uuid.UUID
+    at: datetime
+    kind: str
+    actor: str
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None

@@ -1,0 +1,308 @@
+"""Subscription use cases for the API: create, read, list, history, cancel."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.accounts.models import Account
+from billing.catalog.models import Plan
+from billing.catalog.service import resolve_plan_for_subscription
+from billing.clock import Clock
+from billing.clock.service import clock_for_account
+from billing.core.lifecycle import (
+    IllegalTransition,
+    SubscriptionAction,
+    SubscriptionStatus,
+    transition,
+)
+from billing.core.periods import Interval, local_date
+from billing.core.proration import cancel_credit
+from billing.credits.service import grant
+from billing.events.outbox import record_event
+from billing.http.errors import InvalidState, NotFound, ValidationFailed
+from billing.http.pagination import PageParams, paginate
+from billing.invoicing.models import Invoice, InvoiceLine
+from billing.invoicing.writer import finalize
+from billing.subscriptions.cycle import draft_for
+from billing.subscriptions.models import Subscription, SubscriptionHistory
+from billing.subscriptions.rules import pending, start
+from billing.subscriptions.schemas import SubscriptionCreate, SubscriptionRead
+from billing.subscriptions.state import schedule_columns, subscription_read, terms_of
+
+
+def illegal(exc: IllegalTransition) -> InvalidState:
+    return InvalidState(
+        f"Cannot {exc.action.value.replace('_', ' ')} a {exc.current.value} subscription.",
+        extra={"current_status": exc.current.value},
+    )
+
+
+async def _account(session: AsyncSession, account_id: uuid.UUID) -> Account:
+    account = await session.scalar(
+        select(Account)
+        .where(Account.id == account_id, Account.deleted_at.is_(None))
+        .with_for_update()
+    )
+    if account is None:
+        raise NotFound(f"No account {account_id}.", param="account_id")
+    return account
+
+
+def _history(
+    sub: Subscription, *, at: datetime, kind: str, actor: str, old: Any, new: Any
+) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "subscription_id": sub.id,
+        "at": at,
+        "kind": kind,
+        "actor": actor,
+        "old": old,
+        "new": new,
+    }
+
+
+async def create_subscription(
+    session: AsyncSession,
+    *,
+    data: SubscriptionCreate,
+    clock: Clock,
+    actor: str,
+    number_prefix: str,
+) -> SubscriptionRead:
+    account = await _account(session, data.account_id)
+    if account.status == "blocked":
+        raise InvalidState(
+            "The account is blocked for non-payment; settle its overdue invoices first.",
+            param="account_id",
+        )
+    plan = await resolve_plan_for_subscription(
+        session, plan_id=data.plan_id, plan_code=data.plan_code
+    )
+    plan_param = "plan_id" if data.plan_id is not None else "plan_code"
+    if plan.price_for(account.currency) is None:
+        raise ValidationFailed(
+            f"Plan {plan.code} v{plan.version} has no price in {account.currency}, the "
+            "account's currency. Add one in a new plan version.",
+            param=plan_param,
+        )
+    anchor_day = None if data.billing_anchor == "start" else int(data.billing_anchor)
+    if anchor_day is not None and Interval(plan.interval) not in (Interval.MONTH, Interval.YEAR):
+        raise ValidationFailed(
+            "A day-of-month billing anchor needs a monthly or yearly plan.",
+            param="billing_anchor",
+        )
+    account_clock = await clock_for_account(
+        session, test_clock_id=account.test_clock_id, default=clock
+    )
+    now = account_clock.now()
+    today = local_date(now, account.timezone)
+    start_date = data.start_date or today
+    if start_date < today:
+        raise ValidationFailed(
+            f"start_date {start_date} is in the past (today is {today} in {account.timezone}).",
+            param="start_date",
+        )
+    trial_days = plan.trial_days if data.trial_days is None else data.trial_days
+    terms = terms_of(plan, account.currency)
+
+    sub = Subscription(
+        id=uuid.uuid4(),
+        account_id=account.id,
+        plan_id=plan.id,
+        currency=account.currency,
+        quantity=data.quantity,
+        start_date=start_date,
+        canceled_at=None,
+        ended_at=None,
+        metadata_=data.metadata,
+        created_at=now,
+        updated_at=now,
+    )
+    step = None
+    if start_date > today:
+        columns = schedule_columns(pending(start_date, anchor_day), account.timezone)
+    else:
+        step = start(
+            start_date,
+            terms=terms,
+            quantity=data.quantity,
+            trial_days=trial_days,
+            anchor_day=anchor_day,
+        )
+        columns = schedule_columns(step.schedule, account.timezone)
+    for name, value in columns.items():
+        setattr(sub, name, value)
+    session.add(sub)
+    await session.flush()
+    read = subscription_read(sub, plan)
+    await session.execute(
+        insert(SubscriptionHistory),
+        [
+            _history(
+                sub,
+                at=now,
+                kind="created",
+                actor=actor,
+                old=None,
+                new={"status": sub.status, "plan_id": str(plan.id), "quantity": sub.quantity},
+            )
+        ],
+    )
+    record_event(
+        session,
+        type="subscription.created",
+        account_id=account.id,
+        data=read.model_dump(mode="json"),
+        at=now,
+    )
+    if step is not None:
+        draft = draft_for(sub, step, now)
+        if draft is not None:
+            await finalize(session, [draft], number_prefix=number_prefix)
+    await session.commit()
+    return read
+
+
+async def _load(session: AsyncSession, sub_id: uuid.UUID, *, lock: bool = False) -> Subscription:
+    stmt = select(Subscription).where(Subscription.id == sub_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    sub = await session.scalar(stmt)
+    if sub is None:
+        raise NotFound(f"No subscription {sub_id}.", param="id")
+    return sub
+
+
+async def get_subscription(session: AsyncSession, *, sub_id: uuid.UUID) -> SubscriptionRead:
+    sub = await _load(session, sub_id)
+    plan = await session.get_one(Plan, sub.plan_id)
+    return subscription_read(sub, plan)
+
+
+async def list_subscriptions(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    account_id: uuid.UUID | None,
+    status: SubscriptionStatus | None,
+    plan_id: uuid.UUID | None,
+) -> tuple[list[SubscriptionRead], bool]:
+    stmt = select(Subscription)
+    if account_id is not None:
+        stmt = stmt.where(Subscription.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(Subscription.status == status.value)
+    if plan_id is not None:
+        stmt = stmt.where(Subscription.plan_id == plan_id)
+    subs, has_more = await paginate(session, stmt, Subscription, page)
+    plans = {
+        p.id: p
+        for p in await session.scalars(select(Plan).where(Plan.id.in_({s.plan_id for s in subs})))
+    }
+    return [subscription_read(s, plans[s.plan_id]) for s in subs], has_more
+
+
+async def history(session: AsyncSession, *, sub_id: uuid.UUID) -> list[SubscriptionHistory]:
+    await _load(session, sub_id)
+    rows = await session.scalars(
+        select(SubscriptionHistory)
+        .where(SubscriptionHistory.subscription_id == sub_id)
+        .order_by(SubscriptionHistory.at, SubscriptionHistory.id)
+    )
+    return list(rows)
+
+
+async def cancel_subscription(
+    session: AsyncSession,
+    *,
+    sub_id: uuid.UUID,
+    immediately: bool,
+    prorate: bool,
+    clock: Clock,
+    actor: str,
+) -> SubscriptionRead:
+    sub = await _load(session, sub_id, lock=True)
+    account = await _account(session, sub.account_id)
+    plan = await session.get_one(Plan, sub.plan_id)
+    now = (
+        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
+    ).now()
+    status = SubscriptionStatus(sub.status)
+    try:
+        canceled = transition(status, SubscriptionAction.CANCEL)
+    except IllegalTransition as exc:
+        raise illegal(exc) from exc
+    old = {"status": sub.status, "cancel_at_period_end": sub.cancel_at_period_end}
+
+    if not immediately and status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.TRIALING):
+        sub.cancel_at_period_end = True
+        sub.canceled_at = now
+        event = "subscription.updated"
+    else:
+        credit = 0
+        if prorate and status is SubscriptionStatus.ACTIVE:
+            credit = await _unused_amount(session, sub, local_date(now, account.timezone))
+        sub.status = canceled.value
+        sub.canceled_at = now
+        sub.ended_at = now
+        sub.next_action_at = None
+        event = "subscription.canceled"
+        if credit > 0:
+            await grant(
+                session,
+                account_id=sub.account_id,
+                currency=sub.currency,
+                amount=credit,
+                reason=f"Unused time on subscription {sub.id}",
+                expires_at=None,
+                at=now,
+            )
+    sub.updated_at = now
+    await session.flush()
+    read = subscription_read(sub, plan)
+    await session.execute(
+        insert(SubscriptionHistory),
+        [
+            _history(
+                sub,
+                at=now,
+                kind="canceled" if immediately else "cancel_scheduled",
+                actor=actor,
+                old=old,
+                new={"status": sub.status, "cancel_at_period_end": sub.cancel_at_period_end},
+            )
+        ],
+    )
+    record_event(
+        session, type=event, account_id=sub.account_id, data=read.model_dump(mode="json"), at=now
+    )
+    await session.commit()
+    return read
+
+
+async def _unused_amount(session: AsyncSession, sub: Subscription, today: Any) -> int:
+    """The unused part of what was charged in advance for the current period."""
+    if sub.current_period_start is None or sub.current_period_end is None:
+        return 0
+    charged = await session.scalar(
+        select(InvoiceLine.amount)
+        .join(Invoice, Invoice.id == InvoiceLine.invoice_id)
+        .where(
+            Invoice.subscription_id == sub.id,
+            Invoice.cycle_key == sub.current_period_start.isoformat(),
+            Invoice.status != "void",
+            InvoiceLine.kind == "subscription",
+        )
+    )
+    if not charged:
+        return 0
+    from billing.core.periods import BillingPeriod
+
+    period = BillingPeriod(sub.current_period_start, sub.current_period_end)
+    return cancel_credit(period, today, int(charged))

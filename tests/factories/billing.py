@@ -1,0 +1,75 @@
+"""Factories for the billing engine: test clocks, plans, accounts on a clock, subscriptions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+async def create_test_clock(client: httpx.AsyncClient, frozen_time: str) -> dict[str, Any]:
+    response = await client.post("/v1/test-clocks", json={"frozen_time": frozen_time})
+    assert response.status_code == 201, response.text
+    clock: dict[str, Any] = response.json()
+    return clock
+
+
+async def advance(client: httpx.AsyncClient, clock_id: str, frozen_time: str) -> dict[str, Any]:
+    response = await client.post(
+        f"/v1/test-clocks/{clock_id}/advance", json={"frozen_time": frozen_time}
+    )
+    assert response.status_code == 200, response.text
+    clock: dict[str, Any] = response.json()
+    return clock
+
+
+async def simple_plan(
+    client: httpx.AsyncClient,
+    code: str = "pro",
+    amount: int = 3000,
+    currency: str = "USD",
+    **fields: Any,
+) -> dict[str, Any]:
+    body = {
+        "code": code,
+        "name": fields.pop("name", code.title()),
+        "interval": fields.pop("interval", "month"),
+        "prices": [{"currency": currency, "unit_amount": amount}],
+    } | fields
+    response = await client.post("/v1/plans", json=body)
+    assert response.status_code == 201, response.text
+    plan: dict[str, Any] = response.json()
+    return plan
+
+
+async def account_on_clock(
+    client: httpx.AsyncClient, clock_id: str, **fields: Any
+) -> dict[str, Any]:
+    body = {"email": "billing@example.com", "test_clock_id": clock_id} | fields
+    response = await client.post("/v1/accounts", json=body)
+    assert response.status_code == 201, response.text
+    account: dict[str, Any] = response.json()
+    return account
+
+
+async def subscribe(client: httpx.AsyncClient, account_id: str, **fields: Any) -> dict[str, Any]:
+    body = {"account_id": account_id, "plan_code": "pro"} | fields
+    response = await client.post("/v1/subscriptions", json=body)
+    assert response.status_code == 201, response.text
+    sub: dict[str, Any] = response.json()
+    return sub
+
+
+async def invoices_of(client: httpx.AsyncClient, subscription_id: str) -> list[dict[str, Any]]:
+    """Every invoice of a subscription, oldest first."""
+    found: list[dict[str, Any]] = []
+    after = None
+    while True:
+        params: dict[str, Any] = {"subscription_id": subscription_id, "limit": 100}
+        if after:
+            params["starting_after"] = after
+        page = (await client.get("/v1/invoices", params=params)).json()
+        found.extend(page["data"])
+        if not page["has_more"]:
+            return list(reversed(found))
+        after = page["data"][-1]["id"]

@@ -2,6 +2,8 @@
 transaction. The API (one invoice) and the worker (a batch) share this one code path.
 
 Set-based on purpose: a batch of N invoices costs a handful of statements, not N round trips.
+The gap-free number counter is locked last, just before the caller commits, so concurrent
+finalizers (two workers, the API) queue on it only briefly.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.credits.ledger import available_grants, lock_accounts
 from billing.credits.models import CreditEntry
+from billing.db.bulk import bulk_insert
 from billing.events.models import Event
 from billing.invoicing.models import Invoice, InvoiceLine
-from billing.invoicing.rules import DraftInvoice, draw_credit, format_number
+from billing.invoicing.rules import DraftInvoice, Grant, draw_credit, format_number
 from billing.invoicing.schemas import InvoiceLineRead, InvoiceRead, InvoiceStatus
 from billing.observability.metrics import INVOICES_GENERATED
 
@@ -30,19 +33,33 @@ _BUMP = text(
 _FINALIZE = text(
     """
     UPDATE invoices AS i
-    SET status = d.status, finalized_at = d.at,
+    SET status = d.status, number = d.number, finalized_at = d.at,
         paid_at = CASE WHEN d.status = 'paid' THEN d.at ELSE NULL END
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:ats AS timestamptz[]))
-        AS d(id, status, at)
+    FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:numbers AS text[]),
+                CAST(:ats AS timestamptz[]))
+        AS d(id, status, number, at)
     WHERE i.id = d.id
     """
 )
 
 
+def _event(type: str, account_id: uuid.UUID, data: dict[str, Any], at: datetime) -> dict[str, Any]:
+    return {
+        "id": uuid.uuid4(),
+        "type": type,
+        "account_id": account_id,
+        "data": data,
+        "created_at": at,
+    }
+
+
 async def finalize(
     session: AsyncSession, drafts: Sequence[DraftInvoice], *, number_prefix: str
 ) -> list[InvoiceRead]:
-    """Number, apply credit to and write `drafts` as finalized invoices, with their events."""
+    """Apply credit to, number and write `drafts` as finalized invoices, with their events.
+
+    Call it last in the transaction: it takes the invoice-number lock, held until commit.
+    """
     if not drafts:
         return []
     for draft in drafts:
@@ -53,35 +70,29 @@ async def finalize(
     await lock_accounts(session, {account for account, _ in payable})
     grants = await available_grants(session, payable, max(d.created_at for d in drafts))
 
-    top = (await session.execute(_BUMP, {"n": len(drafts), "name": COUNTER})).scalar_one()
-    first_number = int(top) - len(drafts) + 1
-
     invoices: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
     credits: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    reads: list[InvoiceRead] = []
+    created_events: list[dict[str, Any]] = []
+    drafted: list[tuple[DraftInvoice, InvoiceRead]] = []
 
-    for offset, draft in enumerate(drafts):
+    for draft in drafts:
         invoice_id = uuid.uuid4()
         at = draft.created_at
+        key = (draft.account_id, draft.currency)
         subtotal = draft.subtotal
         tax = 0
         total = subtotal + tax
-        draws = draw_credit(total, grants.get((draft.account_id, draft.currency), []))
-        applied = sum(amount for _, amount in draws)
+        draws = draw_credit(total, grants.get(key, []))
         if draws:
-            # Keep the in-memory balances current for the next invoice of the same account.
+            # Keep the balances current for the next invoice of the same account.
             used = dict(draws)
-            grants[(draft.account_id, draft.currency)] = [
-                type(g)(id=g.id, remaining=g.remaining - used.get(g.id, 0))
-                for g in grants[(draft.account_id, draft.currency)]
-            ]
+            grants[key] = [Grant(g.id, g.remaining - used.get(g.id, 0)) for g in grants[key]]
+        applied = sum(amount for _, amount in draws)
         amount_due = total - applied
-        status = InvoiceStatus.PAID if amount_due == 0 else InvoiceStatus.OPEN
         row = {
             "id": invoice_id,
-            "number": format_number(number_prefix, first_number + offset),
+            "number": None,
             "account_id": draft.account_id,
             "subscription_id": draft.subscription_id,
             "currency": draft.currency,
@@ -123,80 +134,71 @@ async def finalize(
             }
             lines.append(line_row)
             line_reads.append(InvoiceLineRead.model_validate(line_row))
-        for grant_id, amount in draws:
-            credits.append(
-                {
-                    "id": uuid.uuid4(),
-                    "account_id": draft.account_id,
-                    "currency": draft.currency,
-                    "kind": "application",
-                    "amount": -amount,
-                    "grant_id": grant_id,
-                    "invoice_id": invoice_id,
-                    "reason": None,
-                    "expires_at": None,
-                    "created_at": at,
-                }
-            )
-        read = InvoiceRead.model_validate(
-            row
-            | {
-                "lines": line_reads,
+        credits.extend(
+            {
+                "id": uuid.uuid4(),
+                "account_id": draft.account_id,
+                "currency": draft.currency,
+                "kind": "application",
+                "amount": -amount,
+                "grant_id": grant_id,
+                "invoice_id": invoice_id,
+                "reason": None,
+                "expires_at": None,
+                "created_at": at,
+            }
+            for grant_id, amount in draws
+        )
+        read = InvoiceRead.model_validate(row | {"lines": line_reads})
+        drafted.append((draft, read))
+        created_events.append(
+            _event("invoice.created", draft.account_id, read.model_dump(mode="json"), at)
+        )
+
+    await bulk_insert(session, Invoice, invoices)
+    await bulk_insert(session, InvoiceLine, lines)
+    await bulk_insert(session, CreditEntry, credits)
+    await bulk_insert(session, Event, created_events)
+
+    # From here to the caller's commit the counter row is locked: keep it short.
+    top = (await session.execute(_BUMP, {"n": len(drafts), "name": COUNTER})).scalar_one()
+    first = int(top) - len(drafts) + 1
+    reads: list[InvoiceRead] = []
+    events: list[dict[str, Any]] = []
+    for offset, (draft, read) in enumerate(drafted):
+        status = InvoiceStatus.PAID if read.amount_due == 0 else InvoiceStatus.OPEN
+        at = read.created_at
+        final = read.model_copy(
+            update={
+                "number": format_number(number_prefix, first + offset),
                 "status": status,
                 "finalized_at": at,
                 "paid_at": at if status is InvoiceStatus.PAID else None,
             }
         )
-        reads.append(read)
-        data = read.model_dump(mode="json")
-        created = data | {
-            "status": InvoiceStatus.DRAFT.value,
-            "finalized_at": None,
-            "paid_at": None,
-        }
-        events.append(_event("invoice.created", draft.account_id, created, at))
+        reads.append(final)
+        data = final.model_dump(mode="json")
         events.append(_event("invoice.finalized", draft.account_id, data, at))
         if status is InvoiceStatus.PAID:
             events.append(_event("invoice.paid", draft.account_id, data, at))
-        if applied:
-            events.append(
-                _event(
-                    "credit.applied",
-                    draft.account_id,
-                    {
-                        "object": "credit_application",
-                        "invoice_id": str(invoice_id),
-                        "account_id": str(draft.account_id),
-                        "currency": draft.currency,
-                        "amount": applied,
-                    },
-                    at,
-                )
-            )
-
-    await session.execute(insert(Invoice), invoices)
-    if lines:
-        await session.execute(insert(InvoiceLine), lines)
-    if credits:
-        await session.execute(insert(CreditEntry), credits)
+        if final.credits_applied:
+            credit = {
+                "object": "credit_application",
+                "invoice_id": str(final.id),
+                "account_id": str(draft.account_id),
+                "currency": draft.currency,
+                "amount": final.credits_applied,
+            }
+            events.append(_event("credit.applied", draft.account_id, credit, at))
     await session.execute(
         _FINALIZE,
         {
             "ids": [r.id for r in reads],
             "statuses": [r.status.value for r in reads],
+            "numbers": [r.number for r in reads],
             "ats": [r.created_at for r in reads],
         },
     )
-    await session.execute(insert(Event), events)
+    await bulk_insert(session, Event, events)
     INVOICES_GENERATED.inc(len(reads))
     return reads
-
-
-def _event(type: str, account_id: uuid.UUID, data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "type": type,
-        "account_id": account_id,
-        "data": data,
-        "created_at": at,
-    }

@@ -13,14 +13,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
 from billing.catalog.models import Plan
 from billing.core.lifecycle import SubscriptionStatus
+from billing.db.bulk import bulk_insert, bulk_update
 from billing.events.models import Event
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
@@ -70,28 +72,56 @@ def line_of(charge: Charge) -> DraftLine:
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
-    sub: Subscription
+    # A plain view of the row (attribute access like the ORM object, without its cost).
+    sub: SimpleNamespace
     timezone: str
+
+
+_COLUMNS = [c for c in Subscription.__table__.c]
 
 
 async def claim_due(
     session: AsyncSession, *, as_of: datetime, test_clock_id: uuid.UUID | None, limit: int
 ) -> list[Claimed]:
+    table = Subscription.__table__
     stmt = (
-        select(Subscription, Account.timezone)
-        .join(Account, Account.id == Subscription.account_id)
-        .where(Subscription.next_action_at <= as_of)
-        .order_by(Subscription.next_action_at)
+        select(*_COLUMNS, Account.timezone.label("account_timezone"))
+        .join(Account, Account.id == table.c.account_id)
+        .where(table.c.next_action_at <= as_of)
+        .order_by(table.c.next_action_at)
         .limit(limit)
-        .with_for_update(of=Subscription, skip_locked=True)
+        .with_for_update(of=table, skip_locked=True)
     )
     stmt = stmt.where(
         Account.test_clock_id.is_(None)
         if test_clock_id is None
         else Account.test_clock_id == test_clock_id
     )
-    rows = (await session.execute(stmt)).all()
-    return [Claimed(sub=row[0], timezone=row[1]) for row in rows]
+    claimed = []
+    for row in (await session.execute(stmt)).mappings():
+        values = dict(row)
+        timezone = values.pop("account_timezone")
+        values["metadata_"] = values.pop("metadata")
+        claimed.append(Claimed(sub=SimpleNamespace(**values), timezone=timezone))
+    return claimed
+
+
+# The columns a step may change, written back with one bulk UPDATE.
+_UPDATED = (
+    "status",
+    "cycle_anchor",
+    "anchor_day",
+    "period_index",
+    "current_period_start",
+    "current_period_end",
+    "trial_start",
+    "trial_end",
+    "cancel_at_period_end",
+    "next_action_at",
+    "canceled_at",
+    "ended_at",
+    "updated_at",
+)
 
 
 async def run_due_steps(
@@ -109,6 +139,7 @@ async def run_due_steps(
         return 0
     plan_ids = {c.sub.plan_id for c in claimed}
     plans = {p.id: p for p in await session.scalars(select(Plan).where(Plan.id.in_(plan_ids)))}
+    terms = {}
 
     drafts: list[DraftInvoice] = []
     updates: list[dict[str, Any]] = []
@@ -117,11 +148,13 @@ async def run_due_steps(
     for item in claimed:
         sub = item.sub
         plan = plans[sub.plan_id]
-        assert sub.next_action_at is not None
+        key = (plan.id, sub.currency)
+        if key not in terms:
+            terms[key] = terms_of(plan, sub.currency)
         at = sub.next_action_at
         step = next_step(
-            schedule_of(sub),
-            terms=terms_of(plan, sub.currency),
+            schedule_of(sub),  # type: ignore[arg-type]
+            terms=terms[key],
             quantity=sub.quantity,
             start_date=sub.start_date,
             trial_days=(sub.trial_end - sub.trial_start).days
@@ -134,10 +167,10 @@ async def run_due_steps(
         if step.kind is StepKind.CANCEL:
             columns["canceled_at"] = sub.canceled_at or at
             columns["ended_at"] = at
-        updates.append({"id": sub.id} | columns)
         for name, value in columns.items():
             setattr(sub, name, value)
-        draft = draft_for(sub, step, at)
+        updates.append({"id": sub.id} | {name: getattr(sub, name) for name in _UPDATED})
+        draft = draft_for(sub, step, at)  # type: ignore[arg-type]
         if draft is not None:
             drafts.append(draft)
         history.append(
@@ -165,17 +198,15 @@ async def run_due_steps(
                 "id": uuid.uuid4(),
                 "type": event_type,
                 "account_id": sub.account_id,
-                "data": subscription_read(sub, plan).model_dump(mode="json"),
+                "data": subscription_read(sub, plan).model_dump(mode="json"),  # type: ignore[arg-type]
                 "created_at": at,
             }
         )
 
-    await finalize(session, drafts, number_prefix=number_prefix)
-    # The ORM objects already carry the new values; write them with one bulk UPDATE.
-    session.expunge_all()
-    await session.execute(update(Subscription), updates)
-    await session.execute(insert(SubscriptionHistory), history)
-    await session.execute(insert(Event), events)
+    await bulk_update(session, Subscription, updates)
+    await bulk_insert(session, SubscriptionHistory, history)
+    await bulk_insert(session, Event, events)
+    await finalize(session, drafts, number_prefix=number_prefix)  # last: it takes the number lock
     await session.commit()
     return len(claimed)
 

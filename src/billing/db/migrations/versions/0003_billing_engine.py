@@ -57,10 +57,9 @@ IMMUTABILITY = [
     DECLARE
         invoice_status text;
     BEGIN
-        SELECT status INTO invoice_status FROM invoices
-        WHERE id = CASE WHEN TG_OP = 'DELETE' THEN OLD.invoice_id ELSE NEW.invoice_id END;
+        SELECT status INTO invoice_status FROM invoices WHERE id = OLD.invoice_id;
         IF invoice_status IS DISTINCT FROM 'draft' THEN
-            RAISE EXCEPTION 'lines of a finalized invoice cannot be added, changed or removed'
+            RAISE EXCEPTION 'lines of a finalized invoice cannot be changed or removed'
                 USING ERRCODE = 'integrity_constraint_violation';
         END IF;
         IF TG_OP = 'UPDATE' AND NEW.invoice_id <> OLD.invoice_id THEN
@@ -71,11 +70,32 @@ IMMUTABILITY = [
     END $$
     """,
     """
-    CREATE TRIGGER invoice_lines_immutable BEFORE INSERT OR UPDATE OR DELETE ON invoice_lines
+    CREATE TRIGGER invoice_lines_immutable BEFORE UPDATE OR DELETE ON invoice_lines
     FOR EACH ROW EXECUTE FUNCTION invoice_lines_guard()
+    """,
+    # Inserts are checked once per statement (a batch of thousands of lines at a time).
+    """
+    CREATE FUNCTION invoice_lines_insert_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF EXISTS (
+            SELECT 1 FROM new_lines l LEFT JOIN invoices i ON i.id = l.invoice_id
+            WHERE i.status IS DISTINCT FROM 'draft'
+        ) THEN
+            RAISE EXCEPTION 'lines cannot be added to a finalized invoice'
+                USING ERRCODE = 'integrity_constraint_violation';
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER invoice_lines_insert_immutable AFTER INSERT ON invoice_lines
+    REFERENCING NEW TABLE AS new_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION invoice_lines_insert_guard()
     """,
 ]
 DROP_IMMUTABILITY = [
+    "DROP TRIGGER invoice_lines_insert_immutable ON invoice_lines",
+    "DROP FUNCTION invoice_lines_insert_guard()",
     "DROP TRIGGER invoice_lines_immutable ON invoice_lines",
     "DROP FUNCTION invoice_lines_guard()",
     "DROP TRIGGER invoices_immutable ON invoices",

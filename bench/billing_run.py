@@ -1,0 +1,152 @@
+"""Renewal throughput of the real worker code path.
+
+    python bench/billing_run.py [--subs 100000] [--database-url URL] [--batch 1000] [--workers 2]
+
+Seeds N active monthly subscriptions whose renewal is due, then renews them all through the
+worker's `subscriptions_due` sweep (claim with SKIP LOCKED, pure rules, bulk finalize with
+numbers, credit, lines, events), and prints finalized invoices per second. In the same run
+it prints the ceiling: one set-based INSERT … SELECT writing the same invoice and line rows.
+Target on a 2-core machine: >= 5,000 finalized invoices/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import text
+
+from billing.clock import FrozenClock
+from billing.db.embedded import start_embedded
+from billing.db.engine import create_engine, create_session_factory
+from billing.db.migrate import upgrade
+from billing.settings import Settings
+from billing.worker.runner import Sweep, Worker
+from billing.worker.sweeps import subscriptions_due
+
+DUE = datetime(2026, 2, 1, tzinfo=UTC)
+
+SEED = [
+    "TRUNCATE events, invoice_lines, credit_entries, invoices, subscription_history, "
+    "subscriptions, payment_methods, accounts, plans CASCADE",
+    "UPDATE invoice_number_counters SET value = 0",
+    """
+    INSERT INTO plans (id, code, version, name, description, interval, interval_count,
+                       trial_days, active, prices, metadata, created_at)
+    VALUES ('00000000-0000-4000-8000-000000000001', 'bench', 1, 'Bench', NULL, 'month', 1, 0,
+            true, '[{"currency": "USD", "unit_amount": 2900, "metered": []}]', '{}',
+            '2026-01-01T00:00:00Z')
+    """,
+    """
+    INSERT INTO accounts (id, email, name, currency, timezone, locale, status, tax_exempt,
+                          tax_ids, address, metadata, created_at, updated_at)
+    SELECT gen_random_uuid(), 'bench' || g || '@example.com', NULL, 'USD', 'UTC', 'en_US',
+           'active', 'none', '[]', NULL, '{}', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'
+    FROM generate_series(1, :n) AS g
+    """,
+    """
+    INSERT INTO subscriptions (id, account_id, plan_id, currency, quantity, status, start_date,
+        cycle_anchor, anchor_day, period_index, current_period_start, current_period_end,
+        trial_start, trial_end, cancel_at_period_end, canceled_at, ended_at, next_action_at,
+        metadata, created_at, updated_at)
+    SELECT gen_random_uuid(), a.id, '00000000-0000-4000-8000-000000000001', 'USD', 1, 'active',
+           DATE '2026-01-01', DATE '2026-01-01', NULL, 0, DATE '2026-01-01', DATE '2026-02-01',
+           NULL, NULL, false, NULL, NULL, TIMESTAMPTZ '2026-02-01T00:00:00Z', '{}',
+           '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z'
+    FROM accounts a
+    """,
+    "ANALYZE",
+]
+
+CEILING = [
+    # Real (logged) tables with the same columns, indexes and constraints as the originals.
+    "DROP TABLE IF EXISTS ceiling_lines, ceiling_invoices",
+    "CREATE TABLE ceiling_invoices (LIKE invoices INCLUDING ALL)",
+    "CREATE TABLE ceiling_lines (LIKE invoice_lines INCLUDING ALL)",
+    """
+    WITH inv AS (
+        INSERT INTO ceiling_invoices
+        SELECT gen_random_uuid(), 'X-' || row_number() OVER (), s.account_id, s.id, s.currency,
+               'open', 'subscription_cycle', '2026-03-01', DATE '2026-03-01', DATE '2026-04-01',
+               2900, 0, 2900, 0, 2900, 0, 2900, :at, :at, :at, NULL, NULL, NULL
+        FROM subscriptions s
+        RETURNING id
+    )
+    INSERT INTO ceiling_lines
+    SELECT gen_random_uuid(), inv.id, 0, 'subscription', 'Bench (2026-02-01 to 2026-02-28)',
+           DATE '2026-02-01', DATE '2026-03-01', 1, 2900, NULL, 2900, '{}'
+    FROM inv
+    """,
+]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subs", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2, help="concurrent worker loops")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="billing-bench-") as tmp:
+        url = args.database_url or start_embedded(Path(tmp))
+        await upgrade(url)
+        engine = create_engine(url, pool_size=args.workers + 2, max_overflow=0)
+        sessions = create_session_factory(engine)
+        async with engine.begin() as conn:
+            for statement in SEED:
+                await conn.execute(text(statement), {"n": args.subs})
+        settings = Settings(_env_file=None, database_url=url)
+        workers = [
+            Worker(
+                engine=engine,
+                sessions=sessions,
+                clock=FrozenClock(DUE),
+                sweeps=[Sweep("subscriptions_due", subscriptions_due)],
+                settings=settings,
+                batch_size=args.batch,
+            )
+            for _ in range(args.workers)
+        ]
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(w.run_due() for w in workers))
+        elapsed = time.perf_counter() - started
+        renewed = sum(c["subscriptions_due"] for c in counts)
+        async with engine.connect() as conn:
+            invoices = (await conn.execute(text("SELECT count(*) FROM invoices"))).scalar_one()
+            top = (
+                await conn.execute(text("SELECT max(number), count(DISTINCT number) FROM invoices"))
+            ).one()
+        rate = invoices / elapsed
+        print(f"renewed {renewed} subscriptions -> {invoices} invoices in {elapsed:.2f} s")
+        print(
+            f"worker path: {rate:,.0f} finalized invoices/s "
+            f"({args.workers} workers x batch {args.batch}); last number {top[0]}, "
+            f"{top[1]} distinct"
+        )
+
+        async with engine.begin() as conn:
+            for statement in CEILING[:3]:
+                await conn.execute(text(statement))
+        async with engine.begin() as conn:
+            t0 = time.perf_counter()
+            await conn.execute(text(CEILING[3]), {"at": DUE})
+        ceiling_elapsed = time.perf_counter() - t0
+        async with engine.begin() as conn:
+            await conn.execute(text(CEILING[0]))
+        ceiling = args.subs / ceiling_elapsed
+        print(
+            f"set-based ceiling: {ceiling:,.0f} invoices/s (one INSERT … SELECT, "
+            f"{ceiling_elapsed:.2f} s)"
+        )
+        print(f"worker / ceiling: {rate / ceiling:.2f}")
+        print("target: >= 5,000 finalized invoices/s")
+        await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -259,3 +259,25 @@ async def test_idempotent_account_creation(client: httpx.AsyncClient, sql: Sql) 
     assert again.status_code == 201
     assert again.headers["idempotent-replayed"] == "true"
     assert (await sql("SELECT count(*) AS n FROM accounts"))[0].n == 1
+
+
+async def test_currency_is_fixed_once_the_account_is_billed(client: httpx.AsyncClient) -> None:
+    account = await create_account(client)
+    changed = await client.patch(f"/v1/accounts/{account['id']}", json={"currency": "EUR"})
+    assert changed.json()["currency"] == "EUR"
+    plan = {
+        "code": "basic",
+        "name": "Basic",
+        "interval": "month",
+        "prices": [{"currency": "EUR", "unit_amount": 900}],
+    }
+    assert (await client.post("/v1/plans", json=plan)).status_code == 201
+    sub = await client.post(
+        "/v1/subscriptions", json={"account_id": account["id"], "plan_code": "basic"}
+    )
+    assert sub.status_code == 201
+    refused = await client.patch(f"/v1/accounts/{account['id']}", json={"currency": "USD"})
+    assert refused.status_code == 409
+    assert (refused.json()["code"], refused.json()["param"]) == ("conflict", "currency")
+    same = await client.patch(f"/v1/accounts/{account['id']}", json={"currency": "EUR"})
+    assert same.status_code == 200

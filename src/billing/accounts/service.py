@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
@@ -14,12 +14,14 @@ from billing.accounts.schemas import AccountCreate, AccountRead, AccountStatus, 
 from billing.clock import Clock, FrozenClock
 from billing.clock.models import TestClock
 from billing.events.outbox import record_event
-from billing.http.errors import NotFound, ValidationFailed
+from billing.http.errors import Conflict, NotFound, ValidationFailed
 from billing.http.pagination import PageParams, paginate
+from billing.invoicing.models import Invoice
 from billing.payments.gateways import PaymentGateway
 from billing.payments.methods import new_payment_method, verify_with_gateway
 from billing.payments.models import PaymentMethod
 from billing.payments.schemas import PaymentMethodRead
+from billing.subscriptions.models import Subscription
 
 
 def account_read(account: Account, default_method: PaymentMethod | None) -> AccountRead:
@@ -160,11 +162,29 @@ async def _locked(session: AsyncSession, account_id: uuid.UUID) -> Account:
     return account
 
 
+async def _require_no_billing_history(session: AsyncSession, account: Account) -> None:
+    """The currency is part of every amount billed: fixed once anything was billed."""
+    billed = await session.scalar(
+        select(
+            exists().where(Subscription.account_id == account.id)
+            | exists().where(Invoice.account_id == account.id)
+        )
+    )
+    if billed:
+        raise Conflict(
+            f"The account's currency is {account.currency} and it already has subscriptions or "
+            "invoices; create a new account to bill in another currency.",
+            param="currency",
+        )
+
+
 async def update_account(
     session: AsyncSession, *, account_id: uuid.UUID, data: AccountUpdate, clock: Clock
 ) -> AccountRead:
     account = await _locked(session, account_id)
     changes = data.model_dump(exclude_unset=True)
+    if "currency" in changes and changes["currency"] != account.currency:
+        await _require_no_billing_history(session, account)
     for field, value in changes.items():
         if field == "email":
             account.email = str(value)

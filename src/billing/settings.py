@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     worker_tick_seconds: float = Field(default=5.0, gt=0)
     worker_batch_size: int = Field(default=500, ge=1)
 
+    # Subscriptions: a paused subscription is canceled after this many days.
+    pause_max_days: int = Field(default=90, ge=1)
+
     # Invoices.
     invoice_number_prefix: str = Field(default="INV-", max_length=16)
 

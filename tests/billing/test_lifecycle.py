@@ -150,7 +150,7 @@ async def test_trial_to_active_transition(client: httpx.AsyncClient) -> None:
         ("created", history[0]["actor"]),
         ("end_trial", "worker"),
     ]
-    assert history[1]["old"] == {"status": "trialing"}
+    assert history[1]["old"]["status"] == "trialing"
     assert history[1]["new"]["status"] == "active"
 
 

@@ -10,8 +10,8 @@ does it again, and the unique (subscription, cycle) key makes double billing imp
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.accounts.models import Account
 from billing.catalog.models import Plan
 from billing.core.lifecycle import SubscriptionStatus
+from billing.core.periods import local_date
 from billing.db.bulk import bulk_insert, bulk_update
 from billing.events.models import Event
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
 from billing.subscriptions.models import Subscription, SubscriptionHistory
-from billing.subscriptions.rules import Charge, Step, StepKind, next_step
+from billing.subscriptions.rules import Charge, Step, StepKind, Terms, next_step, resume
 from billing.subscriptions.state import (
     schedule_columns,
     schedule_of,
@@ -36,6 +37,9 @@ from billing.subscriptions.state import (
 )
 
 WORKER_ACTOR = "worker"
+
+
+_REASONS = {StepKind.START: "subscription_create", StepKind.RESUME: "subscription_resume"}
 
 
 def draft_for(
@@ -47,8 +51,7 @@ def draft_for(
     return DraftInvoice(
         account_id=sub.account_id,
         currency=sub.currency,
-        billing_reason=reason
-        or ("subscription_create" if step.kind is StepKind.START else "subscription_cycle"),
+        billing_reason=reason or _REASONS.get(step.kind, "subscription_cycle"),
         created_at=at,
         lines=tuple(line_of(c) for c in step.charges),
         subscription_id=sub.id,
@@ -109,6 +112,8 @@ async def claim_due(
 # The columns a step may change, written back with one bulk UPDATE.
 _UPDATED = (
     "status",
+    "plan_id",
+    "quantity",
     "cycle_anchor",
     "anchor_day",
     "period_index",
@@ -121,7 +126,16 @@ _UPDATED = (
     "canceled_at",
     "ended_at",
     "updated_at",
+    "pending_change",
+    "pause_at_period_end",
+    "paused_at",
+    "resumes_at",
 )
+_EVENT_TYPES = {
+    StepKind.CANCEL: "subscription.canceled",
+    StepKind.PAUSE: "subscription.paused",
+    StepKind.RESUME: "subscription.resumed",
+}
 
 
 async def run_due_steps(
@@ -131,15 +145,23 @@ async def run_due_steps(
     test_clock_id: uuid.UUID | None,
     limit: int,
     number_prefix: str,
+    pause_max_days: int,
 ) -> int:
     """Process one batch of due subscriptions in the caller's session, then commit."""
     claimed = await claim_due(session, as_of=as_of, test_clock_id=test_clock_id, limit=limit)
     if not claimed:
         await session.rollback()
         return 0
-    plan_ids = {c.sub.plan_id for c in claimed}
+    plan_ids = {c.sub.plan_id for c in claimed} | {
+        uuid.UUID(c.sub.pending_change["plan_id"]) for c in claimed if c.sub.pending_change
+    }
     plans = {p.id: p for p in await session.scalars(select(Plan).where(Plan.id.in_(plan_ids)))}
-    terms = {}
+    terms: dict[tuple[uuid.UUID, str], Terms] = {}
+
+    def terms_for(plan: Plan, currency: str) -> Terms:
+        if (plan.id, currency) not in terms:
+            terms[(plan.id, currency)] = terms_of(plan, currency)
+        return terms[(plan.id, currency)]
 
     drafts: list[DraftInvoice] = []
     updates: list[dict[str, Any]] = []
@@ -148,25 +170,49 @@ async def run_due_steps(
     for item in claimed:
         sub = item.sub
         plan = plans[sub.plan_id]
-        key = (plan.id, sub.currency)
-        if key not in terms:
-            terms[key] = terms_of(plan, sub.currency)
         at = sub.next_action_at
-        step = next_step(
-            schedule_of(sub),  # type: ignore[arg-type]
-            terms=terms[key],
-            quantity=sub.quantity,
-            start_date=sub.start_date,
-            trial_days=(sub.trial_end - sub.trial_start).days
-            if sub.trial_start and sub.trial_end
-            else plan.trial_days,
-        )
-        old_status = sub.status
-        columns = schedule_columns(step.schedule, item.timezone)
-        columns["updated_at"] = at
+        old = {"status": sub.status, "plan_id": str(sub.plan_id), "quantity": sub.quantity}
+        columns: dict[str, Any] = {"updated_at": at}
+        if sub.status == SubscriptionStatus.PAUSED.value:
+            if sub.resumes_at is not None and sub.resumes_at <= at:
+                step = resume(
+                    local_date(sub.resumes_at, item.timezone),
+                    terms=terms_for(plan, sub.currency),
+                    quantity=sub.quantity,
+                )
+                columns |= {"paused_at": None, "resumes_at": None}
+            else:  # paused for PAUSE_MAX_DAYS: canceled
+                ended = replace(schedule_of(sub), status=SubscriptionStatus.CANCELED)  # type: ignore[arg-type]
+                step = Step(StepKind.CANCEL, replace(ended, next_action_on=None), None, ())
+        else:
+            pending = None
+            if sub.pending_change:
+                pending_plan = plans[uuid.UUID(sub.pending_change["plan_id"])]
+                pending = (
+                    terms_for(pending_plan, sub.currency),
+                    int(sub.pending_change["quantity"]),
+                )
+            step = next_step(
+                schedule_of(sub),  # type: ignore[arg-type]
+                terms=terms_for(plan, sub.currency),
+                quantity=sub.quantity,
+                start_date=sub.start_date,
+                trial_days=(sub.trial_end - sub.trial_start).days
+                if sub.trial_start and sub.trial_end
+                else plan.trial_days,
+                pending=pending if sub.status == SubscriptionStatus.ACTIVE.value else None,
+            )
+            if pending is not None and step.kind is StepKind.RENEW:
+                plan = plans[uuid.UUID(sub.pending_change["plan_id"])]
+                columns |= {"plan_id": plan.id, "quantity": pending[1], "pending_change": None}
+        columns = schedule_columns(step.schedule, item.timezone) | columns
         if step.kind is StepKind.CANCEL:
             columns["canceled_at"] = sub.canceled_at or at
             columns["ended_at"] = at
+        if step.kind is StepKind.PAUSE:
+            columns["paused_at"] = at
+            limit_at = at + timedelta(days=pause_max_days)
+            columns["next_action_at"] = min(sub.resumes_at or limit_at, limit_at)
         for name, value in columns.items():
             setattr(sub, name, value)
         updates.append({"id": sub.id} | {name: getattr(sub, name) for name in _UPDATED})
@@ -180,23 +226,20 @@ async def run_due_steps(
                 "at": at,
                 "kind": step.kind.value,
                 "actor": WORKER_ACTOR,
-                "old": {"status": old_status},
+                "old": old,
                 "new": {
                     "status": sub.status,
+                    "plan_id": str(sub.plan_id),
+                    "quantity": sub.quantity,
                     "current_period_start": _iso(sub.current_period_start),
                     "current_period_end": _iso(sub.current_period_end),
                 },
             }
         )
-        event_type = (
-            "subscription.canceled"
-            if step.schedule.status is SubscriptionStatus.CANCELED
-            else "subscription.updated"
-        )
         events.append(
             {
                 "id": uuid.uuid4(),
-                "type": event_type,
+                "type": _EVENT_TYPES.get(step.kind, "subscription.updated"),
                 "account_id": sub.account_id,
                 "data": subscription_read(sub, plan).model_dump(mode="json"),  # type: ignore[arg-type]
                 "created_at": at,

@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CHAR, ForeignKey, Index, Integer, SmallInteger, String, text
+from sqlalchemy import CHAR, ForeignKey, Index, Integer, SmallInteger, String, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db.base import Base
@@ -47,6 +47,11 @@ class Subscription(Base):
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False)
     canceled_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # A plan or quantity change applied at the next period boundary: {plan_id, quantity, ...}.
+    pending_change: Mapped[dict[str, Any] | None]
+    pause_at_period_end: Mapped[bool] = mapped_column(default=False, server_default=false())
+    paused_at: Mapped[datetime | None]
+    resumes_at: Mapped[datetime | None]
     next_action_at: Mapped[datetime | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     created_at: Mapped[datetime]

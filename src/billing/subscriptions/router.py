@@ -10,8 +10,14 @@ from billing.auth.permissions import Permission
 from billing.core.lifecycle import SubscriptionStatus
 from billing.deps import ClockDep, RuntimeDep, SessionDep, require
 from billing.http.pagination import ListResponse, PageDep
-from billing.subscriptions import service
-from billing.subscriptions.schemas import HistoryRead, SubscriptionCreate, SubscriptionRead
+from billing.subscriptions import changes, pause, service
+from billing.subscriptions.schemas import (
+    HistoryRead,
+    PauseRequest,
+    SubscriptionCreate,
+    SubscriptionRead,
+    SubscriptionUpdate,
+)
 
 router = APIRouter(prefix="/v1/subscriptions", tags=["subscriptions"])
 
@@ -72,6 +78,73 @@ async def subscription_history(
 ) -> ListResponse[HistoryRead]:
     rows = await service.history(session, sub_id=sub_id)
     return ListResponse(data=[HistoryRead.model_validate(r) for r in rows], has_more=False)
+
+
+@router.patch(
+    "/{sub_id}",
+    summary="Change plan and/or quantity: now with proration, or at the period end",
+)
+async def change_subscription(
+    sub_id: uuid.UUID,
+    body: SubscriptionUpdate,
+    session: SessionDep,
+    clock: ClockDep,
+    runtime: RuntimeDep,
+    principal: SubscriptionsWrite,
+) -> SubscriptionRead:
+    return await changes.change_subscription(
+        session,
+        sub_id=sub_id,
+        data=body,
+        clock=clock,
+        actor=actor(principal),
+        number_prefix=runtime.settings.invoice_number_prefix,
+    )
+
+
+@router.delete("/{sub_id}/pending-change", summary="Call off a change scheduled for period end")
+async def cancel_pending_change(
+    sub_id: uuid.UUID, session: SessionDep, clock: ClockDep, principal: SubscriptionsWrite
+) -> SubscriptionRead:
+    return await changes.cancel_pending_change(
+        session, sub_id=sub_id, clock=clock, actor=actor(principal)
+    )
+
+
+@router.post("/{sub_id}/pause", summary="Pause billing now (unused time credited) or at period end")
+async def pause_subscription(
+    sub_id: uuid.UUID,
+    session: SessionDep,
+    clock: ClockDep,
+    runtime: RuntimeDep,
+    principal: SubscriptionsWrite,
+    body: PauseRequest | None = None,
+) -> SubscriptionRead:
+    return await pause.pause_subscription(
+        session,
+        sub_id=sub_id,
+        data=body or PauseRequest(),
+        clock=clock,
+        actor=actor(principal),
+        pause_max_days=runtime.settings.pause_max_days,
+    )
+
+
+@router.post("/{sub_id}/resume", summary="Resume now: a new period starts and is invoiced")
+async def resume_subscription(
+    sub_id: uuid.UUID,
+    session: SessionDep,
+    clock: ClockDep,
+    runtime: RuntimeDep,
+    principal: SubscriptionsWrite,
+) -> SubscriptionRead:
+    return await pause.resume_subscription(
+        session,
+        sub_id=sub_id,
+        clock=clock,
+        actor=actor(principal),
+        number_prefix=runtime.settings.invoice_number_prefix,
+    )
 
 
 @router.delete(

@@ -54,6 +54,7 @@ class Schedule:
     cancel_at_period_end: bool
     # The local date whose midnight is the next instant the worker must act.
     next_action_on: date | None
+    pause_at_period_end: bool = False
 
 
 class StepKind(StrEnum):
@@ -61,6 +62,8 @@ class StepKind(StrEnum):
     END_TRIAL = "end_trial"
     RENEW = "renew"
     CANCEL = "cancel"
+    PAUSE = "pause"
+    RESUME = "resume"
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +178,13 @@ def next_step(
     quantity: int,
     start_date: date,
     trial_days: int,
+    pending: tuple[Terms, int] | None = None,
 ) -> Step:
-    """The step that is due at `schedule.next_action_on` (the caller checks that it is due)."""
+    """The step that is due at `schedule.next_action_on` (the caller checks that it is due).
+
+    `pending` is a plan or quantity change scheduled for this boundary: it applies before the
+    renewal is priced (a different interval starts a new cycle from the boundary).
+    """
     status = schedule.status
     if status is SubscriptionStatus.PENDING:
         return start(
@@ -186,6 +194,14 @@ def next_step(
             trial_days=trial_days,
             anchor_day=schedule.anchor_day,
         )
+    if schedule.pause_at_period_end and status is SubscriptionStatus.ACTIVE:
+        paused = replace(
+            schedule,
+            status=transition(status, SubscriptionAction.PAUSE),
+            pause_at_period_end=False,
+            next_action_on=None,
+        )
+        return Step(StepKind.PAUSE, paused, None, ())
     if schedule.cancel_at_period_end:
         ended = replace(
             schedule,
@@ -200,6 +216,21 @@ def next_step(
             active, schedule.trial.end, terms, quantity, schedule.anchor_day
         )
         return Step(StepKind.END_TRIAL, replace(paid, trial=schedule.trial), key, (charge,))
+    if pending is not None:
+        new_terms, new_quantity = pending
+        assert schedule.current_period is not None
+        if (new_terms.interval, new_terms.interval_count) != (terms.interval, terms.interval_count):
+            boundary = schedule.current_period.end
+            anchor_day = schedule.anchor_day if new_terms.interval in _CALENDAR else None
+            renewed, key, charge = begin_paid(
+                transition(status, SubscriptionAction.RENEW),
+                boundary,
+                new_terms,
+                new_quantity,
+                anchor_day,
+            )
+            return Step(StepKind.RENEW, replace(renewed, trial=schedule.trial), key, (charge,))
+        terms, quantity = new_terms, new_quantity
     # Renewal: the next period on the anchor's grid, always computed from the anchor.
     assert schedule.cycle_anchor is not None
     index = schedule.period_index + 1
@@ -218,3 +249,95 @@ def next_step(
         next_action_on=period.end,
     )
     return Step(StepKind.RENEW, renewed, period.start.isoformat(), (fee(terms, quantity, period),))
+
+
+_CALENDAR = (Interval.MONTH, Interval.YEAR)
+
+
+def resume(on: date, *, terms: Terms, quantity: int) -> Step:
+    """Resuming a paused subscription on local date `on`: a new cycle starts that day."""
+    schedule, _, charge = begin_paid(SubscriptionStatus.ACTIVE, on, terms, quantity, None)
+    return Step(StepKind.RESUME, schedule, f"resume:{on.isoformat()}", (charge,))
+
+
+def nominal_period(schedule: Schedule, terms: Terms) -> BillingPeriod:
+    """The full period the current one stands for: a calendar-billed short first period is
+    prorated against the whole period it is part of, not against its own length."""
+    period = schedule.current_period
+    assert period is not None
+    if schedule.period_index == -1 and schedule.anchor_day is not None:
+        assert schedule.cycle_anchor is not None
+        start = previous_anchor(
+            schedule.cycle_anchor, terms.interval, terms.interval_count, schedule.anchor_day
+        )
+        return BillingPeriod(start, schedule.cycle_anchor)
+    return period
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An immediate plan or quantity change: the new schedule, the invoice lines, the credit."""
+
+    schedule: Schedule
+    charges: tuple[Charge, ...]
+    # Credit for the account balance when the unused part is worth more than the new charge.
+    credit: int
+
+
+def change_now(
+    schedule: Schedule,
+    *,
+    old: Terms,
+    old_quantity: int,
+    new: Terms,
+    new_quantity: int,
+    on: date,
+) -> Change:
+    """Credit the unused part of the old price and charge the new one, from local date `on`.
+
+    Same interval: the new price for the rest of the current period. Another interval: the
+    current period ends today and a new cycle starts today, charged in full. A negative net
+    becomes account credit; the invoice itself never goes below zero.
+    """
+    period = schedule.current_period
+    assert period is not None
+    assert period.contains(on)
+    nominal = nominal_period(schedule, old)
+    remaining = (period.end - on).days
+    rest = BillingPeriod(on, period.end)
+    seats_old = f" × {old_quantity}" if old_quantity != 1 else ""  # noqa: RUF001
+    credit_line = Charge(
+        kind="proration",
+        description=f"Unused time on {old.plan_name}{seats_old} ({_fmt(rest)})",
+        period=rest,
+        quantity=old_quantity,
+        unit_amount=old.unit_amount,
+        amount=-prorate(old.unit_amount * old_quantity, remaining, nominal.days),
+    )
+    if (new.interval, new.interval_count) == (old.interval, old.interval_count):
+        seats_new = f" × {new_quantity}" if new_quantity != 1 else ""  # noqa: RUF001
+        charge = Charge(
+            kind="proration",
+            description=f"Remaining time on {new.plan_name}{seats_new} ({_fmt(rest)})",
+            period=rest,
+            quantity=new_quantity,
+            unit_amount=new.unit_amount,
+            amount=prorate(new.unit_amount * new_quantity, remaining, nominal.days),
+        )
+        new_schedule = schedule
+    else:
+        new_schedule, _, charge = begin_paid(schedule.status, on, new, new_quantity, None)
+    charges = [credit_line, charge]
+    net = credit_line.amount + charge.amount
+    if net < 0:
+        charges.append(
+            Charge(
+                kind="credit_balance",
+                description="Unused amount moved to the account's credit balance",
+                period=rest,
+                quantity=1,
+                unit_amount=-net,
+                amount=-net,
+            )
+        )
+    return Change(new_schedule, tuple(charges), max(0, -net))

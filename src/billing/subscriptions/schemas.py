@@ -4,7 +4,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from billing.core.lifecycle import SubscriptionStatus
 from billing.http.types import Metadata
@@ -50,6 +50,61 @@ class SubscriptionCreate(BaseModel):
         return self
 
 
+class PendingChange(BaseModel):
+    """A plan or quantity change that applies at the end of the current period."""
+
+    plan_id: uuid.UUID
+    plan_code: str
+    plan_version: int
+    quantity: int
+    effective_date: date
+    requested_at: datetime
+
+
+class SubscriptionUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"plan_code": "business"},
+                {"quantity": 5, "proration": "immediate"},
+                {"plan_code": "starter", "proration": "at_period_end"},
+            ]
+        },
+    )
+
+    plan_id: uuid.UUID | None = None
+    plan_code: str | None = Field(default=None, min_length=1, max_length=64)
+    quantity: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
+    proration: Literal["immediate", "at_period_end"] | None = Field(
+        default=None,
+        description="Default: `immediate` for upgrades, `at_period_end` for downgrades (by the "
+        "recurring amount normalized to a month).",
+    )
+
+    @model_validator(mode="after")
+    def _something(self) -> SubscriptionUpdate:
+        if self.plan_id is not None and self.plan_code is not None:
+            raise ValueError("give at most one of plan_id or plan_code")
+        if self.plan_id is None and self.plan_code is None and self.quantity is None:
+            raise ValueError("give a new plan (plan_id or plan_code) and/or a quantity")
+        return self
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"resumes_at": "2026-09-01T00:00:00Z"}]},
+    )
+
+    resumes_at: AwareDatetime | None = Field(
+        default=None, description="Resume automatically then (within PAUSE_MAX_DAYS)."
+    )
+    at_period_end: bool = Field(
+        default=False, description="Pause when the current paid period ends instead of now."
+    )
+
+
 class SubscriptionRead(BaseModel):
     object: str = "subscription"
     id: uuid.UUID
@@ -69,6 +124,10 @@ class SubscriptionRead(BaseModel):
     cancel_at_period_end: bool
     canceled_at: datetime | None
     ended_at: datetime | None
+    pending_change: PendingChange | None
+    pause_at_period_end: bool
+    paused_at: datetime | None
+    resumes_at: datetime | None
     metadata: dict[str, str]
     created_at: datetime
     updated_at: datetime

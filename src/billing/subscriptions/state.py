@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from billing.catalog.models import Plan
@@ -10,6 +11,15 @@ from billing.core.periods import BillingPeriod, Interval, local_midnight
 from billing.subscriptions.models import Subscription
 from billing.subscriptions.rules import Schedule, Terms
 from billing.subscriptions.schemas import SubscriptionRead
+
+
+def _next_action_on(sub: Subscription) -> date | None:
+    """When a row's schedule next needs the worker (a paused row is timed by resumes_at)."""
+    if sub.status == SubscriptionStatus.PENDING.value:
+        return sub.start_date
+    if sub.status in (SubscriptionStatus.ACTIVE.value, SubscriptionStatus.TRIALING.value):
+        return sub.current_period_end
+    return None
 
 
 def schedule_of(sub: Subscription) -> Schedule:
@@ -31,7 +41,8 @@ def schedule_of(sub: Subscription) -> Schedule:
         current_period=period,
         trial=trial,
         cancel_at_period_end=sub.cancel_at_period_end,
-        next_action_on=None,
+        next_action_on=_next_action_on(sub),
+        pause_at_period_end=sub.pause_at_period_end,
     )
 
 
@@ -49,6 +60,7 @@ def schedule_columns(schedule: Schedule, timezone: str) -> dict[str, Any]:
         "trial_start": trial.start if trial else None,
         "trial_end": trial.end if trial else None,
         "cancel_at_period_end": schedule.cancel_at_period_end,
+        "pause_at_period_end": schedule.pause_at_period_end,
         "next_action_at": (
             local_midnight(schedule.next_action_on, timezone)
             if schedule.next_action_on is not None
@@ -88,6 +100,10 @@ def subscription_read(sub: Subscription, plan: Plan) -> SubscriptionRead:
         cancel_at_period_end=sub.cancel_at_period_end,
         canceled_at=sub.canceled_at,
         ended_at=sub.ended_at,
+        pending_change=sub.pending_change,
+        pause_at_period_end=sub.pause_at_period_end,
+        paused_at=sub.paused_at,
+        resumes_at=sub.resumes_at,
         metadata=sub.metadata_,
         created_at=sub.created_at,
         updated_at=sub.updated_at,

@@ -24,6 +24,7 @@ async def subscriptions_due(ctx: SweepContext) -> int:
             test_clock_id=ctx.test_clock_id,
             limit=ctx.batch_size,
             number_prefix=ctx.settings.invoice_number_prefix,
+            pause_max_days=ctx.settings.pause_max_days,
         )
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+
+from billing.auth.keys import create_api_key
+from billing.auth.permissions import Role
 
 
 async def create_test_clock(client: httpx.AsyncClient, frozen_time: str) -> dict[str, Any]:
@@ -104,3 +108,12 @@ async def invoice_action(
 ) -> httpx.Response:
     """POST /v1/invoices/{id}/{action}: void, mark-paid or mark-uncollectible."""
     return await client.post(f"/v1/invoices/{invoice_id}/{action}", **kwargs)
+
+
+async def api_key_with_id(application: FastAPI, role: Role = Role.SUPER_ADMIN) -> tuple[str, str]:
+    """A new API key's (id, secret): the id is what history and audit records name."""
+    runtime = application.state.runtime
+    async with runtime.sessions() as session:
+        key, secret = await create_api_key(session, role=role, name=f"test-{role.value}")
+        await session.commit()
+    return str(key.id), secret

@@ -82,7 +82,7 @@ async def test_lines_of_a_finalized_invoice_cannot_change(
 ) -> None:
     invoice = await finalized(client)
     [line] = invoice["lines"]
-    message = "lines of a finalized invoice cannot be added, changed or removed"
+    message = "finalized invoice"
     with pytest.raises(IntegrityError, match=message):
         await sql("UPDATE invoice_lines SET amount = 1 WHERE id = :id", id=line["id"])
     with pytest.raises(IntegrityError, match=message):
@@ -104,7 +104,8 @@ async def test_a_line_cannot_move_onto_a_finalized_invoice(
 ) -> None:
     invoice = await finalized(client)
     draft = await draft_invoice(sql, invoice["account_id"])
-    with pytest.raises(IntegrityError, match="lines of a finalized invoice"):
+    # Refused either as a change to the finalized invoice or as a line changing invoice.
+    with pytest.raises(IntegrityError, match=r"finalized invoice|cannot move to another invoice"):
         await sql(
             "UPDATE invoice_lines SET invoice_id = :target WHERE invoice_id = :draft",
             target=invoice["id"],

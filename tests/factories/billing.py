@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
+
+from billing.auth.keys import create_api_key
+from billing.auth.permissions import Role
 
 
 async def create_test_clock(client: httpx.AsyncClient, frozen_time: str) -> dict[str, Any]:
@@ -73,3 +77,43 @@ async def invoices_of(client: httpx.AsyncClient, subscription_id: str) -> list[d
         if not page["has_more"]:
             return list(reversed(found))
         after = page["data"][-1]["id"]
+
+
+async def grant_credit(
+    client: httpx.AsyncClient, account_id: str, amount: int, **fields: Any
+) -> dict[str, Any]:
+    response = await client.post(
+        "/v1/credits", json={"account_id": account_id, "amount": amount} | fields
+    )
+    assert response.status_code == 201, response.text
+    entry: dict[str, Any] = response.json()
+    return entry
+
+
+async def credits_of(client: httpx.AsyncClient, account_id: str) -> dict[str, Any]:
+    """An account's credit balances and ledger."""
+    response = await client.get(f"/v1/accounts/{account_id}/credits")
+    assert response.status_code == 200, response.text
+    found: dict[str, Any] = response.json()
+    return found
+
+
+async def only_invoice(client: httpx.AsyncClient, subscription_id: str) -> dict[str, Any]:
+    [invoice] = await invoices_of(client, subscription_id)
+    return invoice
+
+
+async def invoice_action(
+    client: httpx.AsyncClient, invoice_id: str, action: str, **kwargs: Any
+) -> httpx.Response:
+    """POST /v1/invoices/{id}/{action}: void, mark-paid or mark-uncollectible."""
+    return await client.post(f"/v1/invoices/{invoice_id}/{action}", **kwargs)
+
+
+async def api_key_with_id(application: FastAPI, role: Role = Role.SUPER_ADMIN) -> tuple[str, str]:
+    """A new API key's (id, secret): the id is what history and audit records name."""
+    runtime = application.state.runtime
+    async with runtime.sessions() as session:
+        key, secret = await create_api_key(session, role=role, name=f"test-{role.value}")
+        await session.commit()
+    return str(key.id), secret

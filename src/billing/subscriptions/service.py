@@ -272,7 +272,7 @@ async def cancel_subscription(
             _history(
                 sub,
                 at=now,
-                kind="canceled" if immediately else "cancel_scheduled",
+                kind="canceled" if sub.status == canceled.value else "cancel_scheduled",
                 actor=actor,
                 old=old,
                 new={"status": sub.status, "cancel_at_period_end": sub.cancel_at_period_end},

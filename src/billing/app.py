@@ -127,7 +127,11 @@ def _install_error_handlers(app: FastAPI) -> None:
                 detail="The request body is not valid JSON.",
                 request_id=current_request_id(),
             )
-        errors = [_field_error(err) for err in raw]
+        errors: list[dict[str, Any]] = []
+        for err in raw:
+            error = _field_error(err)
+            if all(e["field"] != error["field"] for e in errors):
+                errors.append(error)
         first = errors[0]["field"] if errors else None
         summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
         return problem_response(
@@ -170,6 +174,9 @@ def _field_error(err: Any) -> dict[str, Any]:
         loc = loc[1:]
     else:
         where = "body"
+    # Union members add a tag to the location ("literal['start']", "function-after[...]"):
+    # it names pydantic's machinery, not the client's field.
+    loc = [part for part in loc if "[" not in part and "-" not in part]
     field = ".".join(loc) or where
     return {
         "field": field,

@@ -288,7 +288,8 @@ async def test_concurrent_changes_serialize(client: httpx.AsyncClient) -> None:
     )
     assert [r.status_code for r in results] == [200, 200]
     final = (await client.get(url)).json()
-    prorations = [i["subtotal"] for i in (await invoices_of(client, sub["id"]))[1:]]
+    by_number = sorted(await invoices_of(client, sub["id"]), key=lambda i: i["number"])
+    prorations = [i["subtotal"] for i in by_number[1:]]
     credit = (await client.get(f"/v1/accounts/{account['id']}/credits")).json()["balances"]
     # 15 of 30 days left, 1000 a seat. 1 -> 2 -> 3: +500 then +500 (final 3).
     # 1 -> 3 -> 2: +1000, then 3 -> 2 is -1500 + 1000 = -500: a zero invoice and 500 credit.

@@ -24,7 +24,7 @@ _AVAILABLE = text(
       AND (g.expires_at IS NULL OR g.expires_at > :at)
     GROUP BY g.id
     HAVING g.amount + COALESCE(SUM(e.amount), 0) > 0
-    ORDER BY g.created_at, g.id
+    ORDER BY g.created_at, g.seq
     """
 )
 

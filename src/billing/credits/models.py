@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CHAR, BigInteger, CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CHAR, BigInteger, CheckConstraint, ForeignKey, Identity, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db.base import Base
@@ -30,6 +30,8 @@ class CreditEntry(Base):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # Insertion order: entries of one instant (a test clock step) keep the order they happened.
+    seq: Mapped[int] = mapped_column(BigInteger, Identity())
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
     currency: Mapped[str] = mapped_column(CHAR(3))
     kind: Mapped[str] = mapped_column(String(16))

@@ -93,7 +93,7 @@ async def balances(session: AsyncSession, *, account_id: uuid.UUID) -> CreditBal
     ledger = await session.scalars(
         select(CreditEntry)
         .where(CreditEntry.account_id == account_id)
-        .order_by(CreditEntry.created_at, CreditEntry.id)
+        .order_by(CreditEntry.created_at, CreditEntry.seq)
     )
     return CreditBalances(
         account_id=account_id,
@@ -103,7 +103,11 @@ async def balances(session: AsyncSession, *, account_id: uuid.UUID) -> CreditBal
 
 
 async def give_back(session: AsyncSession, *, invoice_id: uuid.UUID, at: datetime) -> int:
-    """Return to their grants the credit applied to an invoice being voided."""
+    """Return to their grants the credit applied to an invoice being voided.
+
+    Credit that comes back to a grant which has expired meanwhile expires again at once: an
+    expired grant never becomes spendable through a void.
+    """
     applied = list(
         await session.scalars(
             select(CreditEntry).where(
@@ -111,22 +115,58 @@ async def give_back(session: AsyncSession, *, invoice_id: uuid.UUID, at: datetim
             )
         )
     )
+    grant_ids = {e.grant_id for e in applied}
+    expiries = {
+        g.id: g.expires_at
+        for g in await session.scalars(select(CreditEntry).where(CreditEntry.id.in_(grant_ids)))
+    }
     for entry in applied:
-        session.add(
-            CreditEntry(
-                id=uuid.uuid4(),
-                account_id=entry.account_id,
-                currency=entry.currency,
-                kind="void_return",
-                amount=-entry.amount,
-                grant_id=entry.grant_id,
-                invoice_id=invoice_id,
-                reason="Invoice voided",
-                expires_at=None,
-                created_at=at,
-            )
+        returned = _entry(
+            entry,
+            kind="void_return",
+            amount=-entry.amount,
+            at=at,
+            invoice_id=invoice_id,
+            reason="Invoice voided",
         )
+        session.add(returned)
+        expires_at = expiries.get(entry.grant_id) if entry.grant_id else None
+        if expires_at is not None and expires_at <= at:
+            session.add(
+                _entry(
+                    entry,
+                    kind="expiry",
+                    amount=entry.amount,
+                    at=at,
+                    invoice_id=invoice_id,
+                    reason="Credit expired",
+                )
+            )
+        await session.flush()  # keep the ledger's insertion order
     return -sum(e.amount for e in applied)
+
+
+def _entry(
+    source: CreditEntry,
+    *,
+    kind: str,
+    amount: int,
+    at: datetime,
+    invoice_id: uuid.UUID,
+    reason: str,
+) -> CreditEntry:
+    return CreditEntry(
+        id=uuid.uuid4(),
+        account_id=source.account_id,
+        currency=source.currency,
+        kind=kind,
+        amount=amount,
+        grant_id=source.grant_id,
+        invoice_id=invoice_id,
+        reason=reason,
+        expires_at=None,
+        created_at=at,
+    )
 
 
 _EXPIRING = text(

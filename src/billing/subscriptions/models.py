@@ -4,7 +4,18 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import CHAR, ForeignKey, Index, Integer, SmallInteger, String, false, text
+from sqlalchemy import (
+    CHAR,
+    BigInteger,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    false,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db.base import Base
@@ -65,6 +76,7 @@ class SubscriptionHistory(Base):
     __table_args__ = (Index("ix_subscription_history_subscription_id_at", "subscription_id", "at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    seq: Mapped[int] = mapped_column(BigInteger, Identity())
     subscription_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("subscriptions.id"))
     at: Mapped[datetime]
     kind: Mapped[str] = mapped_column(String(32))

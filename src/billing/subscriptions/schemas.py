@@ -4,10 +4,24 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from billing.core.lifecycle import SubscriptionStatus
 from billing.http.types import Metadata
+
+
+def _billing_anchor(value: Any) -> Any:
+    # One clear message rather than one per member of the union.
+    if value == "start" or (type(value) is int and 1 <= value <= 31):
+        return value
+    raise ValueError("must be 'start' or a day of the month from 1 to 31")
 
 
 class SubscriptionCreate(BaseModel):
@@ -38,16 +52,11 @@ class SubscriptionCreate(BaseModel):
         default=None, ge=0, le=730, description="Overrides the plan's trial length."
     )
     billing_anchor: Annotated[
-        Literal["start"] | Annotated[int, Field(ge=1, le=31, strict=True)],
+        Literal["start"] | int,
+        BeforeValidator(_billing_anchor),
         Field(description="`start` (anniversary) or a day of the month (calendar billing)."),
     ] = "start"
     metadata: Metadata = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_plan(self) -> SubscriptionCreate:
-        if (self.plan_id is None) == (self.plan_code is None):
-            raise ValueError("give exactly one of plan_id or plan_code")
-        return self
 
 
 class PendingChange(BaseModel):

@@ -213,7 +213,7 @@ async def history(session: AsyncSession, *, sub_id: uuid.UUID) -> list[Subscript
     rows = await session.scalars(
         select(SubscriptionHistory)
         .where(SubscriptionHistory.subscription_id == sub_id)
-        .order_by(SubscriptionHistory.at, SubscriptionHistory.id)
+        .order_by(SubscriptionHistory.at, SubscriptionHistory.seq)
     )
     return list(rows)
 

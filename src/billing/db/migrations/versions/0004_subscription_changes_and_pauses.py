@@ -19,6 +19,14 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column(
+        "credit_entries",
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    )
+    op.add_column(
+        "subscription_history",
+        sa.Column("seq", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+    )
+    op.add_column(
         "subscriptions",
         sa.Column("pending_change", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     )
@@ -35,6 +43,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("subscription_history", "seq")
+    op.drop_column("credit_entries", "seq")
     op.drop_column("subscriptions", "resumes_at")
     op.drop_column("subscriptions", "paused_at")
     op.drop_column("subscriptions", "pause_at_period_end")

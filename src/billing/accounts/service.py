@@ -10,6 +10,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
+from billing.accounts.queries import lock_account
 from billing.accounts.schemas import AccountCreate, AccountRead, AccountStatus, AccountUpdate
 from billing.clock import Clock, FrozenClock
 from billing.clock.models import TestClock
@@ -151,17 +152,6 @@ async def list_accounts(
     return [account_read(a, defaults.get(a.id)) for a in accounts], has_more
 
 
-async def _locked(session: AsyncSession, account_id: uuid.UUID) -> Account:
-    account = await session.scalar(
-        select(Account)
-        .where(Account.id == account_id, Account.deleted_at.is_(None))
-        .with_for_update()
-    )
-    if account is None:
-        raise NotFound(f"No account {account_id}.", param="account_id")
-    return account
-
-
 async def _require_no_billing_history(session: AsyncSession, account: Account) -> None:
     """The currency is part of every amount billed: fixed once anything was billed."""
     billed = await session.scalar(
@@ -181,7 +171,7 @@ async def _require_no_billing_history(session: AsyncSession, account: Account) -
 async def update_account(
     session: AsyncSession, *, account_id: uuid.UUID, data: AccountUpdate, clock: Clock
 ) -> AccountRead:
-    account = await _locked(session, account_id)
+    account = await lock_account(session, account_id)
     changes = data.model_dump(exclude_unset=True)
     if "currency" in changes and changes["currency"] != account.currency:
         await _require_no_billing_history(session, account)
@@ -211,7 +201,7 @@ async def update_account(
 
 
 async def delete_account(session: AsyncSession, *, account_id: uuid.UUID, clock: Clock) -> None:
-    account = await _locked(session, account_id)
+    account = await lock_account(session, account_id)
     now = clock.now()
     account.deleted_at = now
     account.updated_at = now

@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
+from billing.accounts.queries import lock_account
 from billing.clock import Clock
 from billing.clock.service import clock_for_account
 from billing.credits.ledger import lock_accounts
@@ -56,13 +57,7 @@ async def grant(
 
 
 async def grant_credit(session: AsyncSession, *, data: CreditGrant, clock: Clock) -> CreditEntry:
-    account = await session.scalar(
-        select(Account)
-        .where(Account.id == data.account_id, Account.deleted_at.is_(None))
-        .with_for_update()
-    )
-    if account is None:
-        raise NotFound(f"No account {data.account_id}.", param="account_id")
+    account = await lock_account(session, data.account_id)
     now = (
         await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
     ).now()

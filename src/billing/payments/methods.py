@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
+from billing.accounts.queries import lock_account
 from billing.clock import Clock
 from billing.http.errors import DomainError, NotFound
 from billing.payments.gateways import (
@@ -93,17 +94,6 @@ def new_payment_method(
     )
 
 
-async def _locked_account(session: AsyncSession, account_id: uuid.UUID) -> Account:
-    account = await session.scalar(
-        select(Account)
-        .where(Account.id == account_id, Account.deleted_at.is_(None))
-        .with_for_update()
-    )
-    if account is None:
-        raise NotFound(f"No account {account_id}.", param="account_id")
-    return account
-
-
 async def attach(
     session: AsyncSession,
     *,
@@ -121,7 +111,7 @@ async def attach(
     )
     await session.rollback()  # no transaction held open across the gateway call
 
-    account = await _locked_account(session, account_id)  # serializes "first is default"
+    account = await lock_account(session, account_id)  # serializes "first is default"
     if account.gateway_customer_id is None:
         account.gateway_customer_id = customer_id
     current_default = await _default_of(session, account_id)
@@ -177,7 +167,7 @@ async def _attached(
 async def set_default(
     session: AsyncSession, *, account_id: uuid.UUID, method_id: uuid.UUID
 ) -> PaymentMethod:
-    await _locked_account(session, account_id)
+    await lock_account(session, account_id)
     method = await _attached(session, account_id, method_id)
     if not method.is_default:
         await session.execute(
@@ -195,7 +185,7 @@ async def detach(
     session: AsyncSession, *, account_id: uuid.UUID, method_id: uuid.UUID, clock: Clock
 ) -> PaymentMethod:
     """Detach a method. If it was the default, the most recently added remaining one is."""
-    await _locked_account(session, account_id)
+    await lock_account(session, account_id)
     method = await _attached(session, account_id, method_id)
     was_default = method.is_default
     method.detached_at = clock.now()

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.catalog.models import Plan
 from billing.catalog.service import monthly_amount, resolve_plan_for_subscription
 from billing.clock import Clock
-from billing.clock.service import clock_for_account
 from billing.core.lifecycle import (
     IllegalTransition,
     SubscriptionAction,
@@ -29,7 +28,7 @@ from billing.subscriptions.cycle import line_of
 from billing.subscriptions.models import Subscription, SubscriptionHistory
 from billing.subscriptions.rules import change_now
 from billing.subscriptions.schemas import SubscriptionRead, SubscriptionUpdate
-from billing.subscriptions.service import _account, _history, _load, illegal
+from billing.subscriptions.service import _history, illegal, locked
 from billing.subscriptions.state import (
     schedule_columns,
     schedule_of,
@@ -56,11 +55,7 @@ async def change_subscription(
     actor: str,
     number_prefix: str,
 ) -> SubscriptionRead:
-    sub = await _load(session, sub_id, lock=True)
-    account = await _account(session, sub.account_id)
-    now = (
-        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
-    ).now()
+    sub, account, now = await locked(session, sub_id, clock)
     status = SubscriptionStatus(sub.status)
     try:
         transition(status, SubscriptionAction.CHANGE_PLAN)
@@ -194,16 +189,12 @@ async def _change_now(
 async def cancel_pending_change(
     session: AsyncSession, *, sub_id: uuid.UUID, clock: Clock, actor: str
 ) -> SubscriptionRead:
-    sub = await _load(session, sub_id, lock=True)
+    sub, _, now = await locked(session, sub_id, clock)
     if sub.pending_change is None:
         raise InvalidState(
             "The subscription has no scheduled change.",
             extra={"current_status": sub.status},
         )
-    account = await _account(session, sub.account_id)
-    now = (
-        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
-    ).now()
     old = sub.pending_change
     sub.pending_change = None
     sub.updated_at = now

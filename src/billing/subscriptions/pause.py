@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.catalog.models import Plan
 from billing.clock import Clock
-from billing.clock.service import clock_for_account
 from billing.core.lifecycle import (
     IllegalTransition,
     SubscriptionAction,
@@ -19,7 +18,6 @@ from billing.core.lifecycle import (
     transition,
 )
 from billing.core.periods import local_date, local_midnight
-from billing.credits.service import grant
 from billing.events.outbox import record_event
 from billing.http.errors import ValidationFailed
 from billing.invoicing.writer import finalize
@@ -27,7 +25,12 @@ from billing.subscriptions.cycle import draft_for
 from billing.subscriptions.models import Subscription, SubscriptionHistory
 from billing.subscriptions.rules import resume as resume_rule
 from billing.subscriptions.schemas import PauseRequest, SubscriptionRead
-from billing.subscriptions.service import _account, _history, _load, _unused_amount, illegal
+from billing.subscriptions.service import (
+    _history,
+    credit_unused_time,
+    illegal,
+    locked,
+)
 from billing.subscriptions.state import schedule_columns, subscription_read, terms_of
 
 
@@ -40,11 +43,7 @@ async def pause_subscription(
     actor: str,
     pause_max_days: int,
 ) -> SubscriptionRead:
-    sub = await _load(session, sub_id, lock=True)
-    account = await _account(session, sub.account_id)
-    now = (
-        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
-    ).now()
+    sub, account, now = await locked(session, sub_id, clock)
     try:
         transition(SubscriptionStatus(sub.status), SubscriptionAction.PAUSE)
     except IllegalTransition as exc:
@@ -63,17 +62,7 @@ async def pause_subscription(
         sub.pause_at_period_end = True
         kind, event = "pause_scheduled", "subscription.updated"
     else:
-        credit = await _unused_amount(session, sub, local_date(now, account.timezone))
-        if credit > 0:
-            await grant(
-                session,
-                account_id=sub.account_id,
-                currency=sub.currency,
-                amount=credit,
-                reason=f"Unused time on subscription {sub.id} (paused)",
-                expires_at=None,
-                at=now,
-            )
+        await credit_unused_time(session, sub, account, now, "paused")
         sub.status = SubscriptionStatus.PAUSED.value
         sub.paused_at = now
         sub.pause_at_period_end = False
@@ -98,11 +87,7 @@ async def resume_subscription(
 ) -> SubscriptionRead:
     """Resume now: a new period starts today and is invoiced at once. A pause scheduled for the
     period end is simply called off."""
-    sub = await _load(session, sub_id, lock=True)
-    account = await _account(session, sub.account_id)
-    now = (
-        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
-    ).now()
+    sub, account, now = await locked(session, sub_id, clock)
     old = {"status": sub.status}
     if sub.status != SubscriptionStatus.PAUSED.value and sub.pause_at_period_end:
         sub.pause_at_period_end = False

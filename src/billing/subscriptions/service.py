@@ -10,6 +10,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
+from billing.accounts.queries import lock_account
 from billing.catalog.models import Plan
 from billing.catalog.service import resolve_plan_for_subscription
 from billing.clock import Clock
@@ -42,17 +43,6 @@ def illegal(exc: IllegalTransition) -> InvalidState:
     )
 
 
-async def _account(session: AsyncSession, account_id: uuid.UUID) -> Account:
-    account = await session.scalar(
-        select(Account)
-        .where(Account.id == account_id, Account.deleted_at.is_(None))
-        .with_for_update()
-    )
-    if account is None:
-        raise NotFound(f"No account {account_id}.", param="account_id")
-    return account
-
-
 def _history(
     sub: Subscription, *, at: datetime, kind: str, actor: str, old: Any, new: Any
 ) -> dict[str, Any]:
@@ -75,7 +65,7 @@ async def create_subscription(
     actor: str,
     number_prefix: str,
 ) -> SubscriptionRead:
-    account = await _account(session, data.account_id)
+    account = await lock_account(session, data.account_id)
     if account.status == "blocked":
         raise InvalidState(
             "The account is blocked for non-payment; settle its overdue invoices first.",
@@ -179,6 +169,36 @@ async def _load(session: AsyncSession, sub_id: uuid.UUID, *, lock: bool = False)
     return sub
 
 
+async def locked(
+    session: AsyncSession, sub_id: uuid.UUID, clock: Clock
+) -> tuple[Subscription, Account, datetime]:
+    """A subscription and its account, both row-locked, and "now" by the account's clock."""
+    sub = await _load(session, sub_id, lock=True)
+    account = await lock_account(session, sub.account_id)
+    now = (
+        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
+    ).now()
+    return sub, account, now
+
+
+async def credit_unused_time(
+    session: AsyncSession, sub: Subscription, account: Account, now: datetime, why: str
+) -> int:
+    """Grant the unused part of the paid current period as account credit; returns it."""
+    credit = await _unused_amount(session, sub, local_date(now, account.timezone))
+    if credit > 0:
+        await grant(
+            session,
+            account_id=sub.account_id,
+            currency=sub.currency,
+            amount=credit,
+            reason=f"Unused time on subscription {sub.id} ({why})",
+            expires_at=None,
+            at=now,
+        )
+    return credit
+
+
 async def get_subscription(session: AsyncSession, *, sub_id: uuid.UUID) -> SubscriptionRead:
     sub = await _load(session, sub_id)
     plan = await session.get_one(Plan, sub.plan_id)
@@ -227,12 +247,8 @@ async def cancel_subscription(
     clock: Clock,
     actor: str,
 ) -> SubscriptionRead:
-    sub = await _load(session, sub_id, lock=True)
-    account = await _account(session, sub.account_id)
+    sub, account, now = await locked(session, sub_id, clock)
     plan = await session.get_one(Plan, sub.plan_id)
-    now = (
-        await clock_for_account(session, test_clock_id=account.test_clock_id, default=clock)
-    ).now()
     status = SubscriptionStatus(sub.status)
     try:
         canceled = transition(status, SubscriptionAction.CANCEL)
@@ -245,24 +261,13 @@ async def cancel_subscription(
         sub.canceled_at = now
         event = "subscription.updated"
     else:
-        credit = 0
         if prorate and status is SubscriptionStatus.ACTIVE:
-            credit = await _unused_amount(session, sub, local_date(now, account.timezone))
+            await credit_unused_time(session, sub, account, now, "canceled")
         sub.status = canceled.value
         sub.canceled_at = now
         sub.ended_at = now
         sub.next_action_at = None
         event = "subscription.canceled"
-        if credit > 0:
-            await grant(
-                session,
-                account_id=sub.account_id,
-                currency=sub.currency,
-                amount=credit,
-                reason=f"Unused time on subscription {sub.id}",
-                expires_at=None,
-                at=now,
-            )
     sub.updated_at = now
     await session.flush()
     read = subscription_read(sub, plan)

@@ -19,7 +19,7 @@ from billing.http.errors import DomainError, problem_response
 from billing.http.idempotency import IdempotencyMiddleware
 from billing.http.middleware import RequestMiddleware
 from billing.observability.logging import configure_logging, get_logger
-from billing.observability.tracing import configure_tracing
+from billing.observability.tracing import configure_tracing, flush_tracing
 from billing.runtime import Runtime
 from billing.settings import Settings, get_settings
 
@@ -62,6 +62,7 @@ def create_app(
             if task is not None:
                 await task
             await runtime.close()
+            flush_tracing()
 
     app = FastAPI(
         title="Billing",

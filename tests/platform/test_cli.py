@@ -148,3 +148,15 @@ def test_embedded_quick_start_survives_a_restart(tmp_path: Path) -> None:
         assert not KEY_PATTERN.search((tmp_path / "second.log").read_text())
         listed = httpx.get(f"{base}/v1/api-keys", headers=headers).json()["data"]
         assert sorted(k["name"] for k in listed) == ["bootstrap", "kept"]
+
+
+def test_traces_are_exported_when_an_exporter_is_configured(fresh_db: str, tmp_path: Path) -> None:
+    environment = env(DATABASE_URL=fresh_db, OTEL_TRACES_EXPORTER="console", RUN_WORKER="false")
+    log = tmp_path / "serve.log"
+    with serving(environment, log) as (base, _):
+        httpx.get(f"{base}/v1/api-keys", headers={"X-Request-ID": "traced"})
+    # The console exporter prints each span as JSON when the batch is flushed at shutdown.
+    output = log.read_text()
+    assert '"name": "GET /v1/api-keys"' in output
+    assert '"service.name": "billing"' in output
+    assert "SELECT" in output  # a SQLAlchemy span from the readiness check

@@ -89,7 +89,12 @@ async def drop_run_databases(admin: str) -> None:
 
 
 # Tables whose rows the migrations seed: reset, not emptied.
-SEEDED = {"invoice_number_counters": "UPDATE invoice_number_counters SET value = 0"}
+SEEDED = {
+    "invoice_number_counters": "UPDATE invoice_number_counters SET value = 0",
+    "notification_cursors": (
+        "UPDATE notification_cursors SET last_seq = 0, gap_seq = NULL, gap_xmax = NULL"
+    ),
+}
 
 
 @functools.cache

@@ -89,6 +89,7 @@ def _include_routers(app: FastAPI) -> None:
     from billing.clock.router import router as test_clocks_router
     from billing.credits.router import router as credits_router
     from billing.invoicing.router import router as invoices_router
+    from billing.notifications.router import router as notifications_router
     from billing.observability.health import router as health_router
     from billing.payments.router import router as payment_methods_router
     from billing.subscriptions.router import router as subscriptions_router
@@ -102,6 +103,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(invoices_router)
     app.include_router(credits_router)
     app.include_router(test_clocks_router)
+    app.include_router(notifications_router)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -66,7 +66,22 @@ class Settings(BaseSettings):
     # Test clocks: on by default only in the embedded (development) mode.
     test_clocks_enabled: bool | None = None
 
-    @field_validator("database_url", "redis_url", "jwt_public_key", mode="before")
+    # Email. SMTP_URL unset: emails are written to the log instead of being sent.
+    smtp_url: str | None = None
+    email_from: str = "billing@localhost"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    email_batch_size: int = Field(default=50, ge=1)
+
+    @field_validator("smtp_url", mode="after")
+    @classmethod
+    def _smtp_url_is_valid(cls, value: str | None) -> str | None:
+        if value is not None:
+            from billing.notifications.smtp import parse_smtp_url
+
+            parse_smtp_url(value)  # raises ValueError with what is wrong
+        return value
+
+    @field_validator("database_url", "redis_url", "jwt_public_key", "smtp_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

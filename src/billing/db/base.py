@@ -38,6 +38,7 @@ def import_all_models() -> None:
     from billing.events import models as _events  # noqa: F401
     from billing.http import idempotency as _idempotency  # noqa: F401
     from billing.invoicing import models as _invoicing  # noqa: F401
+    from billing.notifications import models as _notifications  # noqa: F401
     from billing.payments import models as _payments  # noqa: F401
     from billing.subscriptions import models as _subscriptions  # noqa: F401
     from billing.worker import models as _worker  # noqa: F401

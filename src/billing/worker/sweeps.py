@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from billing.clock import FrozenClock
 from billing.credits.service import expire_credits
 from billing.http.idempotency import purge_expired
+from billing.notifications.service import fan_out_events, send_due_emails
+from billing.notifications.smtp import parse_smtp_url
 from billing.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from billing.subscriptions.cycle import run_due_steps
 from billing.subscriptions.models import Subscription
@@ -41,6 +43,31 @@ async def purge_idempotency_keys(ctx: SweepContext) -> int:
     return await purge_expired(ctx.engine, ctx.batch_size)
 
 
+async def emails_fan_out(ctx: SweepContext) -> int:
+    # Emails are not time-critical and not tied to a test clock: the regular tick handles
+    # every account's events, test-clock accounts included (logged unless SMTP_URL is set).
+    if ctx.test_clock_id is not None:
+        return 0
+    async with ctx.sessions() as session:
+        return await fan_out_events(session, now=ctx.clock.now(), limit=ctx.batch_size)
+
+
+async def emails_send(ctx: SweepContext) -> int:
+    if ctx.test_clock_id is not None:
+        return 0
+    settings = ctx.settings
+    smtp = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
+    async with ctx.sessions() as session:
+        return await send_due_emails(
+            session,
+            now=ctx.clock.now(),
+            limit=settings.email_batch_size,
+            smtp=smtp,
+            sender=settings.email_from,
+            smtp_timeout=settings.smtp_timeout_seconds,
+        )
+
+
 async def count_active_subscriptions(ctx: SweepContext) -> int:
     """Not a sweep of due rows: refreshes the subscriptions_active gauge every tick."""
     if ctx.test_clock_id is None:
@@ -59,6 +86,8 @@ def default_sweeps() -> list[Sweep]:
         Sweep("subscriptions_due", subscriptions_due),
         Sweep("credits_expired", credits_expired),
         Sweep("idempotency_keys_expired", purge_idempotency_keys),
+        Sweep("emails_fan_out", emails_fan_out),
+        Sweep("emails_send", emails_send),
         Sweep("subscriptions_active_gauge", count_active_subscriptions),
     ]
 

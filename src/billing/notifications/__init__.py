@@ -1,0 +1,1 @@
+"""Notifications: customer emails rendered from outbox events and sent by the worker."""

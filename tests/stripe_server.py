@@ -837,7 +837,7 @@ def create_refund(fake: StripeFake, call: Call) -> JSONObject:
     intent = fake.get("payment_intent", intent_id)
     if intent is None or intent["status"] != "succeeded":
         raise no_such("payment_intent", intent_id, param="payment_intent")
-    amount = int(call.params.get("amount", intent["amount"]))
+    amount = int(str(call.params.get("amount", intent["amount"])))
     refunded = sum(
         r["amount"] for r in fake.objects("refund").values() if r["payment_intent"] == intent_id
     )

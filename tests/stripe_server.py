@@ -720,4 +720,146 @@ def attach_payment_method(fake: StripeFake, call: Call) -> JSONObject:
         raise no_such("PaymentMethod", pm_id, param="payment_method")
     if card.attach_error is not None:
         raise card.attach_error()
-    return fake.store(payment_method_object(card, customer=customer_id))
+    attached = fake.store(payment_method_object(card, customer=customer_id))
+    fake.store({"object": "_pm_token", "id": attached["id"], "token": pm_id})
+    return attached
+
+
+# Cards that attach fine but fail when charged, with Stripe's decline code.
+CHARGE_DECLINES: dict[str, str] = {"pm_card_chargeCustomerFail": "card_declined"}
+
+
+def _card_token(fake: StripeFake, pm_id: str) -> str:
+    """The test token a PaymentMethod was made from (or the token itself, as Stripe allows)."""
+    token = fake.get("_pm_token", pm_id)
+    return str(token["token"]) if token is not None else pm_id
+
+
+def payment_intent_object(params: JSONObject) -> JSONObject:
+    return {
+        "id": new_id("pi_3", 21),
+        "object": "payment_intent",
+        "amount": int(params["amount"]),
+        "amount_received": 0,
+        "currency": params["currency"],
+        "customer": params.get("customer"),
+        "payment_method": params.get("payment_method"),
+        "confirm": params.get("confirm") == "true",
+        "off_session": params.get("off_session") == "true",
+        "metadata": dict(params.get("metadata") or {}),
+        "status": "requires_confirmation",
+        "last_payment_error": None,
+        "latest_charge": None,
+        "created": now(),
+        "livemode": False,
+    }
+
+
+@route("POST", r"/v1/payment_intents")
+def create_payment_intent(fake: StripeFake, call: Call) -> JSONObject:
+    _check_params(
+        call,
+        {"amount", "currency", "customer", "payment_method", "confirm", "off_session", "metadata"},
+    )
+    intent = payment_intent_object(call.params)
+    pm_id = str(intent["payment_method"])
+    token = _card_token(fake, pm_id)
+    if token not in TEST_CARDS and fake.get("payment_method", pm_id) is None:
+        raise no_such("PaymentMethod", pm_id, param="payment_method")
+    decline = CHARGE_DECLINES.get(token)
+    if decline is not None:
+        intent["status"] = "requires_payment_method"
+        error = {
+            "type": "card_error",
+            "code": "card_declined",
+            "decline_code": decline,
+            "message": "Your card was declined.",
+        }
+        intent["last_payment_error"] = error
+        fake.store(intent)
+        raise _intent_declined(intent)
+    intent["status"] = "succeeded"
+    intent["amount_received"] = intent["amount"]
+    intent["latest_charge"] = new_id("ch_3", 21)
+    return fake.store(intent)
+
+
+class _IntentDeclined(StripeAPIError):
+    def __init__(self, intent: JSONObject) -> None:
+        super().__init__(
+            402,
+            "card_error",
+            "Your card was declined.",
+            code="card_declined",
+            decline_code=str(intent["last_payment_error"]["decline_code"]),
+        )
+        self.intent = intent
+
+    def body(self, request_id: str) -> JSONObject:
+        body = super().body(request_id)
+        body["error"]["payment_intent"] = self.intent
+        return body
+
+
+def _intent_declined(intent: JSONObject) -> StripeAPIError:
+    return _IntentDeclined(intent)
+
+
+@route("GET", r"/v1/payment_intents/search")
+def search_payment_intents(fake: StripeFake, call: Call) -> JSONObject:
+    match = re.fullmatch(r"metadata\['(\w+)'\]:'([^']*)'", str(call.params.get("query", "")))
+    if match is None:
+        raise StripeAPIError(400, "invalid_request_error", "Unsupported search query.")
+    key, value = match.groups()
+    found = [i for i in fake.objects("payment_intent").values() if i["metadata"].get(key) == value]
+    return {
+        "object": "search_result",
+        "data": found,
+        "has_more": False,
+        "next_page": None,
+        "url": "/v1/payment_intents/search",
+    }
+
+
+@route("GET", r"/v1/payment_intents/([^/]+)")
+def retrieve_payment_intent(fake: StripeFake, call: Call) -> JSONObject:
+    (intent_id,) = call.path_args
+    intent = fake.get("payment_intent", intent_id)
+    if intent is None:
+        raise no_such("payment_intent", intent_id, param="intent", status=404)
+    return intent
+
+
+@route("POST", r"/v1/refunds")
+def create_refund(fake: StripeFake, call: Call) -> JSONObject:
+    _check_params(call, {"payment_intent", "amount", "reason", "metadata"})
+    intent_id = str(call.params.get("payment_intent"))
+    intent = fake.get("payment_intent", intent_id)
+    if intent is None or intent["status"] != "succeeded":
+        raise no_such("payment_intent", intent_id, param="payment_intent")
+    amount = int(str(call.params.get("amount", intent["amount"])))
+    refunded = sum(
+        r["amount"] for r in fake.objects("refund").values() if r["payment_intent"] == intent_id
+    )
+    if amount > intent["amount"] - refunded:
+        raise StripeAPIError(
+            400,
+            "invalid_request_error",
+            "Refund amount is greater than unrefunded amount on charge.",
+            code="amount_too_large",
+            param="amount",
+        )
+    return fake.store(
+        {
+            "id": new_id("re_3", 21),
+            "object": "refund",
+            "amount": amount,
+            "currency": intent["currency"],
+            "payment_intent": intent_id,
+            "charge": intent["latest_charge"],
+            "status": "succeeded",
+            "failure_reason": None,
+            "metadata": {},
+            "created": now(),
+        }
+    )

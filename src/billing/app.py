@@ -88,10 +88,13 @@ def _include_routers(app: FastAPI) -> None:
     from billing.catalog.router import router as catalog_router
     from billing.clock.router import router as test_clocks_router
     from billing.credits.router import router as credits_router
+    from billing.dunning.router import router as dunning_router
     from billing.invoicing.router import router as invoices_router
     from billing.notifications.router import router as notifications_router
     from billing.observability.health import router as health_router
+    from billing.payments.payments_router import router as payments_router
     from billing.payments.router import router as payment_methods_router
+    from billing.payments.stripe_webhooks import router as stripe_webhooks_router
     from billing.subscriptions.router import router as subscriptions_router
 
     app.include_router(health_router)
@@ -101,6 +104,9 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(catalog_router)
     app.include_router(subscriptions_router)
     app.include_router(invoices_router)
+    app.include_router(payments_router)
+    app.include_router(dunning_router)
+    app.include_router(stripe_webhooks_router)
     app.include_router(credits_router)
     app.include_router(test_clocks_router)
     app.include_router(notifications_router)

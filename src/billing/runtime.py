@@ -52,6 +52,7 @@ class Runtime:
                 settings.payment_gateway,
                 stripe_secret_key=settings.stripe_secret_key,
                 stripe_api_base=settings.stripe_api_base,
+                engine=engine,
             ),
         )
 
@@ -64,6 +65,7 @@ class Runtime:
             settings=self.settings,
             batch_size=self.settings.worker_batch_size,
             tick_seconds=self.settings.worker_tick_seconds,
+            gateway=self.gateway,
         )
 
     async def close(self) -> None:

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
     stripe_api_base: str = "https://api.stripe.com"
+    # Retries after a failed payment: days after the first failure ("3,5,7,10").
+    payment_retry_days: str = "3,5,7,10"
+    # A pending or unknown payment older than this is reconciled with the gateway.
+    payment_reconcile_after_seconds: int = Field(default=300, ge=0)
+    # Dunning steps: days after the due date of the oldest unpaid invoice, and the step.
+    dunning_schedule: str = "3:reminder,7:warning,14:blocked"
 
     # Worker (the billing clock).
     run_worker: bool = True
@@ -81,6 +87,18 @@ class Settings(BaseSettings):
             parse_smtp_url(value)  # raises ValueError with what is wrong
         return value
 
+    @field_validator("payment_retry_days")
+    @classmethod
+    def _retry_days(cls, value: str) -> str:
+        retry_days(value)
+        return value
+
+    @field_validator("dunning_schedule")
+    @classmethod
+    def _dunning(cls, value: str) -> str:
+        dunning_steps(value)
+        return value
+
     @field_validator("database_url", "redis_url", "jwt_public_key", "smtp_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -95,6 +113,37 @@ class Settings(BaseSettings):
         if self.test_clocks_enabled is None:
             return self.embedded
         return self.test_clocks_enabled
+
+
+DUNNING_STEPS = ("reminder", "warning", "blocked")
+
+
+def retry_days(value: str) -> tuple[int, ...]:
+    """Parse PAYMENT_RETRY_DAYS ("3,5,7,10"): increasing positive day counts (may be empty)."""
+    days = tuple(int(part) for part in value.split(",") if part.strip())
+    if any(d <= 0 for d in days) or list(days) != sorted(set(days)):
+        raise ValueError("PAYMENT_RETRY_DAYS must be increasing positive days, e.g. 3,5,7,10")
+    return days
+
+
+def dunning_steps(value: str) -> tuple[tuple[int, str], ...]:
+    """Parse DUNNING_SCHEDULE ("3:reminder,7:warning,14:blocked") into (days, step) pairs."""
+    steps: list[tuple[int, str]] = []
+    for part in value.split(","):
+        if not part.strip():
+            continue
+        days, _, step = part.partition(":")
+        if step.strip() not in DUNNING_STEPS or int(days) < 0:
+            raise ValueError(
+                "DUNNING_SCHEDULE entries are DAYS:STEP with STEP one of reminder, warning, "
+                "blocked, e.g. 3:reminder,7:warning,14:blocked"
+            )
+        steps.append((int(days), step.strip()))
+    if [d for d, _ in steps] != sorted({d for d, _ in steps}) or len({s for _, s in steps}) != len(
+        steps
+    ):
+        raise ValueError("DUNNING_SCHEDULE days must increase and each step appear once")
+    return tuple(steps)
 
 
 @lru_cache(maxsize=1)

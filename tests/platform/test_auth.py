@@ -88,6 +88,7 @@ PUBLIC_PATHS = {
     "/docs",
     "/docs/oauth2-redirect",
     "/redoc",
+    "/webhooks/stripe",  # verified by its Stripe-Signature instead
 }
 
 

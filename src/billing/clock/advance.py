@@ -27,7 +27,12 @@ async def advance_clock(runtime: Runtime, *, clock_id: uuid.UUID, target: dateti
         previous: datetime | None = None
         while True:
             async with runtime.sessions() as session:
-                due = await next_due(session, clock_id=clock_id, until=target)
+                due = await next_due(
+                    session,
+                    clock_id=clock_id,
+                    until=target,
+                    reconcile_after_seconds=runtime.settings.payment_reconcile_after_seconds,
+                )
             if due is None:
                 break
             ctx = for_test_clock(worker.context, test_clock_id=clock_id, as_of=due)

@@ -49,19 +49,50 @@ async def get_clock(session: AsyncSession, *, clock_id: uuid.UUID) -> TestClock:
     return found
 
 
+# Everything timed for a clock's accounts: subscription steps, first charges of finalized
+# invoices, payment retries, reconciliation of in-flight payments, dunning steps.
 _NEXT_DUE = text(
     """
-    SELECT min(s.next_action_at)
-    FROM subscriptions s JOIN accounts a ON a.id = s.account_id
-    WHERE a.test_clock_id = :clock AND s.next_action_at IS NOT NULL AND s.next_action_at <= :until
+    SELECT min(due) FROM (
+        SELECT s.next_action_at AS due
+        FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+        WHERE a.test_clock_id = :clock AND s.next_action_at IS NOT NULL
+        UNION ALL
+        SELECT i.finalized_at
+        FROM invoices i JOIN accounts a ON a.id = i.account_id
+        JOIN payment_methods pm ON pm.account_id = i.account_id
+            AND pm.is_default AND pm.detached_at IS NULL
+        WHERE a.test_clock_id = :clock AND i.status = 'open' AND i.amount_remaining > 0
+            AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.invoice_id = i.id)
+        UNION ALL
+        SELECT p.next_retry_at
+        FROM payments p JOIN accounts a ON a.id = p.account_id
+        WHERE a.test_clock_id = :clock AND p.next_retry_at IS NOT NULL
+        UNION ALL
+        SELECT p.updated_at + make_interval(secs => :reconcile_after)
+        FROM payments p JOIN accounts a ON a.id = p.account_id
+        WHERE a.test_clock_id = :clock AND p.status IN ('pending', 'unknown')
+        UNION ALL
+        SELECT c.next_step_at
+        FROM dunning_cases c JOIN accounts a ON a.id = c.account_id
+        WHERE a.test_clock_id = :clock AND c.closed_at IS NULL AND c.next_step_at IS NOT NULL
+    ) AS timed
+    WHERE due <= :until
     """
 )
 
 
 async def next_due(
-    session: AsyncSession, *, clock_id: uuid.UUID, until: datetime
+    session: AsyncSession,
+    *,
+    clock_id: uuid.UUID,
+    until: datetime,
+    reconcile_after_seconds: int = 300,
 ) -> datetime | None:
-    value: datetime | None = await session.scalar(_NEXT_DUE, {"clock": clock_id, "until": until})
+    value: datetime | None = await session.scalar(
+        _NEXT_DUE,
+        {"clock": clock_id, "until": until, "reconcile_after": float(reconcile_after_seconds)},
+    )
     return value
 
 

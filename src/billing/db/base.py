@@ -35,6 +35,7 @@ def import_all_models() -> None:
     from billing.catalog import models as _catalog  # noqa: F401
     from billing.clock import models as _clock  # noqa: F401
     from billing.credits import models as _credits  # noqa: F401
+    from billing.dunning import models as _dunning  # noqa: F401
     from billing.events import models as _events  # noqa: F401
     from billing.http import idempotency as _idempotency  # noqa: F401
     from billing.invoicing import models as _invoicing  # noqa: F401

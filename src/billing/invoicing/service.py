@@ -126,6 +126,28 @@ async def mark_paid(session: AsyncSession, *, invoice_id: uuid.UUID, clock: Cloc
     return await _commit_with_event(session, invoice, "invoice.paid", now)
 
 
+async def record_payment(
+    session: AsyncSession, *, invoice: Invoice, amount: int, at: datetime
+) -> InvoiceRead:
+    """Mark a locked open invoice paid by a collected payment, in the caller's transaction
+    (the payments domain commits it together with the payment's outcome)."""
+    _require_open(invoice, "paid")
+    invoice.status = InvoiceStatus.PAID.value
+    invoice.amount_paid = min(invoice.amount_due, invoice.amount_paid + amount)
+    invoice.amount_remaining = invoice.amount_due - invoice.amount_paid
+    invoice.paid_at = at
+    await session.flush()
+    read = invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id])
+    record_event(
+        session,
+        type="invoice.paid",
+        account_id=invoice.account_id,
+        data=read.model_dump(mode="json"),
+        at=at,
+    )
+    return read
+
+
 async def mark_uncollectible(
     session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock
 ) -> InvoiceRead:

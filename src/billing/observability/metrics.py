@@ -40,6 +40,17 @@ WORKER_SWEEP_FAILURES = Counter(
     "worker_sweep_failures", "Worker sweep batches that raised.", ["sweep"]
 )
 INVOICES_GENERATED = Counter("invoices_generated", "Invoices finalized.")
+PAYMENTS_ATTEMPTED = Counter(
+    "payments_attempted", "Payment attempts by outcome (succeeded, failed, unknown).", ["status"]
+)
+PAYMENT_AMOUNT = Counter(
+    "payment_amount",
+    "Amounts of payment attempts in minor units, by currency and outcome.",
+    ["currency", "status"],
+)
+DUNNING_TRANSITIONS = Counter(
+    "dunning_transitions", "Dunning steps taken (reminder, warning, blocked, unblocked).", ["step"]
+)
 SUBSCRIPTIONS_ACTIVE = Gauge(
     "subscriptions_active",
     "Subscriptions in the active or trialing state, read at the worker's last count.",

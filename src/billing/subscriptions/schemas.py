@@ -140,6 +140,8 @@ class SubscriptionRead(BaseModel):
     metadata: dict[str, str]
     created_at: datetime
     updated_at: datetime
+    # True while dunning has blocked the account for non-payment (GET reads fill it in).
+    service_blocked: bool = False
 
 
 class HistoryRead(BaseModel):

@@ -202,7 +202,20 @@ async def credit_unused_time(
 async def get_subscription(session: AsyncSession, *, sub_id: uuid.UUID) -> SubscriptionRead:
     sub = await _load(session, sub_id)
     plan = await session.get_one(Plan, sub.plan_id)
-    return subscription_read(sub, plan)
+    blocked = await _blocked_accounts(session, {sub.account_id})
+    return subscription_read(sub, plan).model_copy(
+        update={"service_blocked": sub.account_id in blocked}
+    )
+
+
+async def _blocked_accounts(session: AsyncSession, account_ids: set[uuid.UUID]) -> set[uuid.UUID]:
+    """The accounts among `account_ids` that dunning has blocked for non-payment."""
+    if not account_ids:
+        return set()
+    rows = await session.scalars(
+        select(Account.id).where(Account.id.in_(account_ids), Account.status == "blocked")
+    )
+    return set(rows)
 
 
 async def list_subscriptions(
@@ -225,7 +238,13 @@ async def list_subscriptions(
         p.id: p
         for p in await session.scalars(select(Plan).where(Plan.id.in_({s.plan_id for s in subs})))
     }
-    return [subscription_read(s, plans[s.plan_id]) for s in subs], has_more
+    blocked = await _blocked_accounts(session, {s.account_id for s in subs})
+    return [
+        subscription_read(s, plans[s.plan_id]).model_copy(
+            update={"service_blocked": s.account_id in blocked}
+        )
+        for s in subs
+    ], has_more
 
 
 async def history(session: AsyncSession, *, sub_id: uuid.UUID) -> list[SubscriptionHistory]:

@@ -26,6 +26,7 @@ from billing.observability.metrics import (
     WORKER_SWEEP_FAILURES,
     WORKER_SWEEP_ITEMS,
 )
+from billing.payments.gateways import PaymentGateway
 from billing.settings import Settings
 
 log = get_logger("billing.worker")
@@ -40,6 +41,8 @@ class SweepContext:
     settings: Settings
     # Set while a test clock is advanced: only that clock's accounts are processed.
     test_clock_id: uuid.UUID | None = None
+    # The payment gateway the collection sweeps charge through (None: they do nothing).
+    gateway: PaymentGateway | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Worker:
     settings: Settings
     batch_size: int = 500
     tick_seconds: float = 5.0
+    gateway: PaymentGateway | None = None
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Set on shutdown: the current batch finishes and commits, no new batch starts.
@@ -64,7 +68,14 @@ class Worker:
 
     @property
     def context(self) -> SweepContext:
-        return SweepContext(self.engine, self.sessions, self.clock, self.batch_size, self.settings)
+        return SweepContext(
+            self.engine,
+            self.sessions,
+            self.clock,
+            self.batch_size,
+            self.settings,
+            gateway=self.gateway,
+        )
 
     async def run_sweep(self, sweep: Sweep, ctx: SweepContext | None = None) -> int:
         """Run one sweep until it finds less than a full batch. Failures are logged, not raised."""

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 
 from billing.clock import FrozenClock
 from billing.credits.service import expire_credits
+from billing.dunning.service import run_due_steps as run_dunning_steps
 from billing.http.idempotency import purge_expired
 from billing.notifications.service import fan_out_events, send_due_emails
 from billing.notifications.smtp import parse_smtp_url
 from billing.observability.metrics import SUBSCRIPTIONS_ACTIVE
+from billing.payments import charges
+from billing.payments.service import policy_of
 from billing.subscriptions.cycle import run_due_steps
 from billing.subscriptions.models import Subscription
 from billing.worker.runner import Sweep, SweepContext
@@ -27,6 +31,81 @@ async def subscriptions_due(ctx: SweepContext) -> int:
             limit=ctx.batch_size,
             number_prefix=ctx.settings.invoice_number_prefix,
             pause_max_days=ctx.settings.pause_max_days,
+        )
+
+
+async def _charge_all(ctx: SweepContext, attempts: Sequence[charges.Attempt]) -> int:
+    """Call the gateway for committed pending payments (no transaction open), then record."""
+    assert ctx.gateway is not None
+    as_of = ctx.clock.now()
+    for attempt in attempts:
+        result = await charges.charge(ctx.gateway, attempt)
+        async with ctx.sessions() as session:
+            await charges.record_outcome(
+                session,
+                payment_id=attempt.payment_id,
+                result=result,
+                at=as_of,
+                policy=policy_of(ctx.settings),
+            )
+    return len(attempts)
+
+
+async def payments_first_attempt(ctx: SweepContext) -> int:
+    """Charge freshly finalized invoices of accounts with a default payment method."""
+    if ctx.gateway is None:
+        return 0
+    async with ctx.sessions() as session:
+        attempts = await charges.claim_first_attempts(
+            session, as_of=ctx.clock.now(), test_clock_id=ctx.test_clock_id, limit=ctx.batch_size
+        )
+    return await _charge_all(ctx, attempts)
+
+
+async def payments_retry(ctx: SweepContext) -> int:
+    if ctx.gateway is None:
+        return 0
+    async with ctx.sessions() as session:
+        attempts = await charges.claim_retries(
+            session, as_of=ctx.clock.now(), test_clock_id=ctx.test_clock_id, limit=ctx.batch_size
+        )
+    return await _charge_all(ctx, attempts)
+
+
+async def payments_reconcile(ctx: SweepContext) -> int:
+    """Pending (a crash) or unknown (a timeout) payments: ask the gateway what happened."""
+    if ctx.gateway is None:
+        return 0
+    as_of = ctx.clock.now()
+    async with ctx.sessions() as session:
+        stale = await charges.claim_stale(
+            session,
+            as_of=as_of,
+            test_clock_id=ctx.test_clock_id,
+            limit=ctx.batch_size,
+            older_than=timedelta(seconds=ctx.settings.payment_reconcile_after_seconds),
+        )
+    for item in stale:
+        result = await charges.reconcile(ctx.gateway, item)
+        async with ctx.sessions() as session:
+            await charges.record_outcome(
+                session,
+                payment_id=item.payment_id,
+                result=result,
+                at=as_of,
+                policy=policy_of(ctx.settings),
+            )
+    return len(stale)
+
+
+async def dunning_steps_due(ctx: SweepContext) -> int:
+    async with ctx.sessions() as session:
+        return await run_dunning_steps(
+            session,
+            as_of=ctx.clock.now(),
+            test_clock_id=ctx.test_clock_id,
+            limit=ctx.batch_size,
+            schedule=policy_of(ctx.settings).dunning_schedule,
         )
 
 
@@ -84,6 +163,10 @@ async def count_active_subscriptions(ctx: SweepContext) -> int:
 def default_sweeps() -> list[Sweep]:
     return [
         Sweep("subscriptions_due", subscriptions_due),
+        Sweep("payments_first_attempt", payments_first_attempt),
+        Sweep("payments_retry", payments_retry),
+        Sweep("payments_reconcile", payments_reconcile),
+        Sweep("dunning_steps", dunning_steps_due),
         Sweep("credits_expired", credits_expired),
         Sweep("idempotency_keys_expired", purge_idempotency_keys),
         Sweep("emails_fan_out", emails_fan_out),
@@ -100,4 +183,5 @@ def for_test_clock(ctx: SweepContext, *, test_clock_id: uuid.UUID, as_of: dateti
         batch_size=ctx.batch_size,
         settings=ctx.settings,
         test_clock_id=test_clock_id,
+        gateway=ctx.gateway,
     )

@@ -6,8 +6,11 @@ the official SDK. Pick one with ``get_gateway(settings.payment_gateway, ...)``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from billing.payments.gateways.base import (
     CardDetails,
+    ChargeResult,
     GatewayError,
     GatewayUnavailable,
     PaymentGateway,
@@ -16,12 +19,16 @@ from billing.payments.gateways.base import (
 from billing.payments.gateways.sandbox import SANDBOX_PAYMENT_METHODS, SandboxGateway
 from billing.payments.gateways.stripe import StripeGateway
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 GATEWAY_NAMES = ("sandbox", "stripe")
 
 __all__ = [
     "GATEWAY_NAMES",
     "SANDBOX_PAYMENT_METHODS",
     "CardDetails",
+    "ChargeResult",
     "GatewayError",
     "GatewayUnavailable",
     "PaymentGateway",
@@ -33,15 +40,20 @@ __all__ = [
 
 
 def get_gateway(
-    name: str, *, stripe_secret_key: str | None, stripe_api_base: str | None
+    name: str,
+    *,
+    stripe_secret_key: str | None,
+    stripe_api_base: str | None,
+    engine: AsyncEngine | None = None,
 ) -> PaymentGateway:
     """Build the gateway called ``name`` ("sandbox" or "stripe").
 
     Raises ``ValueError`` for an unknown name, or for "stripe" without a secret key.
-    The caller owns the gateway and should ``await gateway.aclose()`` on shutdown.
+    The caller owns the gateway and should ``await gateway.aclose()`` on shutdown. The
+    sandbox keeps its ledger of charges in ``engine``'s database (needed to charge).
     """
     if name == "sandbox":
-        return SandboxGateway()
+        return SandboxGateway(engine=engine)
     if name == "stripe":
         if not stripe_secret_key:
             raise ValueError("payment gateway 'stripe' needs STRIPE_SECRET_KEY to be set")

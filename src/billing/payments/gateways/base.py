@@ -15,8 +15,9 @@ services above them never see a vendor SDK's exceptions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 from uuid import UUID
 
 
@@ -29,6 +30,16 @@ class CardDetails:
     last4: str
     exp_month: int
     exp_year: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeResult:
+    """What the gateway says about a charge (or a refund) it has answered for."""
+
+    status: Literal["succeeded", "failed"]
+    transaction_id: str | None
+    failure_code: str | None = None
+    failure_message: str | None = None
 
 
 class GatewayError(Exception):
@@ -74,6 +85,36 @@ class PaymentGateway(Protocol):
         ``customer_id`` is required by gateways that have customers (Stripe); the sandbox
         ignores it. Raises ``PaymentMethodDeclined`` when the card cannot be used.
         """
+        ...
+
+    async def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer_id: str | None,
+        payment_method_id: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> ChargeResult:
+        """Charge a stored payment method off-session, at most once per ``idempotency_key``.
+
+        A decline is a ``ChargeResult`` with status ``failed``, not an exception. Raises
+        ``GatewayUnavailable`` when the outcome is unknown (ask ``retrieve_charge`` later,
+        never charge with a new key), ``GatewayError`` for other definitive failures.
+        """
+        ...
+
+    async def retrieve_charge(
+        self, *, idempotency_key: str, transaction_id: str | None
+    ) -> ChargeResult | None:
+        """The outcome of an earlier ``charge``, or None when the gateway never received it."""
+        ...
+
+    async def refund(
+        self, *, transaction_id: str, amount: int, currency: str, idempotency_key: str
+    ) -> ChargeResult:
+        """Refund ``amount`` of a succeeded charge, at most once per ``idempotency_key``."""
         ...
 
     async def aclose(self) -> None:

@@ -18,13 +18,15 @@ The SDK retries network errors, 409s and 5xx itself (``max_network_retries``) wi
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Mapping
+from typing import Any, Final
 from uuid import UUID
 
 import stripe
 
 from billing.payments.gateways.base import (
     CardDetails,
+    ChargeResult,
     GatewayError,
     GatewayUnavailable,
     PaymentMethodDeclined,
@@ -107,10 +109,108 @@ class StripeGateway:
             exp_year=card.exp_year,
         )
 
+    async def charge(
+        self,
+        *,
+        amount: int,
+        currency: str,
+        customer_id: str | None,
+        payment_method_id: str,
+        idempotency_key: str,
+        metadata: Mapping[str, str],
+    ) -> ChargeResult:
+        """A PaymentIntent confirmed off-session at once; a decline is a failed result."""
+        params: stripe.params.PaymentIntentCreateParams = {
+            "amount": amount,
+            "currency": currency.lower(),
+            "payment_method": payment_method_id,
+            "confirm": True,
+            "off_session": True,
+            "metadata": {**metadata, "idempotency_key": idempotency_key},
+        }
+        if customer_id is not None:
+            params["customer"] = customer_id
+        try:
+            intent = await self._client.v1.payment_intents.create_async(
+                params, {"idempotency_key": idempotency_key}
+            )
+        except stripe.CardError as exc:
+            return _declined(exc)
+        except stripe.StripeError as exc:
+            raise _translate(exc, declined_on_invalid_request=False) from exc
+        return _intent_result(intent)
+
+    async def retrieve_charge(
+        self, *, idempotency_key: str, transaction_id: str | None
+    ) -> ChargeResult | None:
+        """By PaymentIntent id when known, else by the idempotency key kept in its metadata."""
+        try:
+            if transaction_id is not None:
+                intent = await self._client.v1.payment_intents.retrieve_async(transaction_id)
+            else:
+                found = await self._client.v1.payment_intents.search_async(
+                    {"query": f"metadata['idempotency_key']:'{idempotency_key}'"}
+                )
+                if not found.data:
+                    return None
+                intent = found.data[0]
+        except stripe.StripeError as exc:
+            raise _translate(exc, declined_on_invalid_request=False) from exc
+        return _intent_result(intent)
+
+    async def refund(
+        self, *, transaction_id: str, amount: int, currency: str, idempotency_key: str
+    ) -> ChargeResult:
+        try:
+            refund = await self._client.v1.refunds.create_async(
+                {"payment_intent": transaction_id, "amount": amount},
+                {"idempotency_key": idempotency_key},
+            )
+        except stripe.StripeError as exc:
+            raise _translate(exc, declined_on_invalid_request=False) from exc
+        if refund.status in ("failed", "canceled"):
+            return ChargeResult("failed", refund.id, refund.failure_reason or "refund_failed")
+        return ChargeResult("succeeded", refund.id)
+
     async def aclose(self) -> None:
         if not self._closed:
             self._closed = True
             await self._http_client.close_async()  # type: ignore[no-untyped-call]
+
+
+def _intent_result(intent: Any) -> ChargeResult:
+    """Map a PaymentIntent to a result; a still-undecided one is an unknown outcome."""
+    if intent.status == "succeeded":
+        return ChargeResult("succeeded", intent.id)
+    if intent.status in ("requires_payment_method", "canceled", "requires_action"):
+        error = intent.last_payment_error
+        code = (
+            "authentication_required"
+            if intent.status == "requires_action"
+            else (_decline(error.decline_code) or error.code if error is not None else None)
+        )
+        message = error.message if error is not None else None
+        return ChargeResult("failed", intent.id, _decline(code) or "card_declined", message)
+    raise GatewayUnavailable(
+        "processing", f"PaymentIntent {intent.id} is still {intent.status}; check again later."
+    )
+
+
+def _decline(code: str | None) -> str | None:
+    """Stripe's specific decline reason; its generic one says no more than card_declined."""
+    return None if code in (None, "generic_decline") else code
+
+
+def _declined(exc: stripe.CardError) -> ChargeResult:
+    error = exc.error
+    intent = getattr(error, "payment_intent", None) if error is not None else None
+    decline_code = getattr(error, "decline_code", None) if error is not None else None
+    return ChargeResult(
+        "failed",
+        intent.id if intent is not None else None,
+        _decline(decline_code) or exc.code or "card_declined",
+        _message(exc),
+    )
 
 
 def _message(exc: stripe.StripeError) -> str:

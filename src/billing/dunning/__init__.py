@@ -1,0 +1,1 @@
+"""Dunning: reminders, warnings and blocking for accounts whose payments keep failing."""

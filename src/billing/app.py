@@ -87,10 +87,12 @@ def _include_routers(app: FastAPI) -> None:
     from billing.catalog.router import router as catalog_router
     from billing.clock.router import router as test_clocks_router
     from billing.credits.router import router as credits_router
+    from billing.events.router import router as events_router
     from billing.invoicing.router import router as invoices_router
     from billing.observability.health import router as health_router
     from billing.payments.router import router as payment_methods_router
     from billing.subscriptions.router import router as subscriptions_router
+    from billing.webhooks.router import router as webhooks_router
 
     app.include_router(health_router)
     app.include_router(api_keys_router)
@@ -101,6 +103,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(invoices_router)
     app.include_router(credits_router)
     app.include_router(test_clocks_router)
+    app.include_router(events_router)
+    app.include_router(webhooks_router)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.clock import Clock, FrozenClock
 from billing.clock.models import TestClock
 from billing.http.errors import NotFound, ValidationFailed
+from billing.subscriptions.trial_notice import NOTICE_AT_SQL, PENDING_NOTICE_SQL
 
 
 async def clock_for_account(
@@ -49,12 +50,21 @@ async def get_clock(session: AsyncSession, *, clock_id: uuid.UUID) -> TestClock:
     return found
 
 
+# The next instant with work for the clock's accounts: a subscription step, or a trial's
+# "will end" notice (not before the subscription existed).
 _NEXT_DUE = text(
-    """
-    SELECT min(s.next_action_at)
-    FROM subscriptions s JOIN accounts a ON a.id = s.account_id
-    WHERE a.test_clock_id = :clock AND s.next_action_at IS NOT NULL AND s.next_action_at <= :until
-    """
+    f"""
+    SELECT min(due) FROM (
+        SELECT s.next_action_at AS due
+        FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+        WHERE a.test_clock_id = :clock AND s.next_action_at IS NOT NULL
+          AND s.next_action_at <= :until
+        UNION ALL
+        SELECT GREATEST({NOTICE_AT_SQL}, s.created_at)
+        FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+        WHERE a.test_clock_id = :clock AND {PENDING_NOTICE_SQL} AND {NOTICE_AT_SQL} <= :until
+    ) AS work
+    """  # noqa: S608 (constants only)
 )
 
 

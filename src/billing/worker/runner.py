@@ -8,12 +8,14 @@ workers can run at once because every claim skips rows another worker holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import text
@@ -31,6 +33,45 @@ from billing.settings import Settings
 log = get_logger("billing.worker")
 
 
+class BackgroundWork:
+    """Work a sweep hands off to run beside the loop (webhook sends), bounded in number.
+
+    A sweep that would wait on slow I/O (a receiver taking its full timeout) starts it here
+    instead, so the billing sweeps never wait for it. `run_due` joins it; shutdown asks it
+    to stop at the next step and waits for what is in flight.
+    """
+
+    def __init__(self, limit: int, on_done: Callable[[], None] | None = None) -> None:
+        self.limit = limit
+        self.on_done = on_done
+        self.closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def free(self) -> int:
+        return 0 if self.closing else max(0, self.limit - len(self._tasks))
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_work_failed", task=task.get_name(), exc_info=task.exception())
+        if self.on_done is not None:
+            self.on_done()
+
+    async def join(self) -> None:
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self) -> None:
+        self.closing = True
+        await self.join()
+
+
 @dataclass(frozen=True)
 class SweepContext:
     engine: AsyncEngine
@@ -40,6 +81,8 @@ class SweepContext:
     settings: Settings
     # Set while a test clock is advanced: only that clock's accounts are processed.
     test_clock_id: uuid.UUID | None = None
+    # Where a sweep starts slow I/O; None: the sweep does the work itself before returning.
+    background: BackgroundWork | None = None
 
 
 @dataclass(frozen=True)
@@ -61,10 +104,24 @@ class Worker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Set on shutdown: the current batch finishes and commits, no new batch starts.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    background: BackgroundWork = field(default_factory=lambda: BackgroundWork(16))
+    # A dedicated connection LISTENing for new deliveries: they wake the loop at once.
+    listen: Callable[[Worker], Coroutine[Any, Any, None]] | None = None
+
+    def __post_init__(self) -> None:
+        # Finished background work may leave more due (a backlog): look again at once.
+        self.background.on_done = self.wake.set
 
     @property
     def context(self) -> SweepContext:
-        return SweepContext(self.engine, self.sessions, self.clock, self.batch_size, self.settings)
+        return SweepContext(
+            self.engine,
+            self.sessions,
+            self.clock,
+            self.batch_size,
+            self.settings,
+            background=self.background,
+        )
 
     async def run_sweep(self, sweep: Sweep, ctx: SweepContext | None = None) -> int:
         """Run one sweep until it finds less than a full batch. Failures are logged, not raised."""
@@ -99,6 +156,7 @@ class Worker:
         totals: dict[str, int] = {}
         for _ in range(max_rounds):
             counts = await self.tick(ctx)
+            await self.background.join()
             for name, n in counts.items():
                 totals[name] = totals.get(name, 0) + n
             if not any(counts.values()):
@@ -131,6 +189,7 @@ class Worker:
         self.stopping = stop
         started_at = self.clock.now()
         log.info("worker_started", worker_id=self.worker_id, sweeps=[s.name for s in self.sweeps])
+        listener = asyncio.create_task(self.listen(self)) if self.listen is not None else None
         while not stop.is_set():
             counts: dict[str, int] = {}
             try:
@@ -149,4 +208,9 @@ class Worker:
             )
             for task in pending:
                 task.cancel()
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        await self.background.close()
         log.info("worker_stopped", worker_id=self.worker_id)

@@ -112,19 +112,25 @@ async def give_back(session: AsyncSession, *, invoice_id: uuid.UUID, at: datetim
         )
     )
     for entry in applied:
-        session.add(
-            CreditEntry(
-                id=uuid.uuid4(),
-                account_id=entry.account_id,
-                currency=entry.currency,
-                kind="void_return",
-                amount=-entry.amount,
-                grant_id=entry.grant_id,
-                invoice_id=invoice_id,
-                reason="Invoice voided",
-                expires_at=None,
-                created_at=at,
-            )
+        returned = CreditEntry(
+            id=uuid.uuid4(),
+            account_id=entry.account_id,
+            currency=entry.currency,
+            kind="void_return",
+            amount=-entry.amount,
+            grant_id=entry.grant_id,
+            invoice_id=invoice_id,
+            reason="Invoice voided",
+            expires_at=None,
+            created_at=at,
+        )
+        session.add(returned)
+        record_event(
+            session,
+            type="credit.returned",
+            account_id=entry.account_id,
+            data=CreditEntryRead.model_validate(returned).model_dump(mode="json"),
+            at=at,
         )
     return -sum(e.amount for e in applied)
 

@@ -123,14 +123,15 @@ _CLAIM = text(
     UPDATE webhook_deliveries d
     SET attempts = d.attempts + 1,
         last_attempt_at = :now,
-        next_attempt_at = :now + make_interval(secs => picked.position * :slot)
+        next_attempt_at = CAST(:now AS timestamptz) + make_interval(secs => picked.position * :slot)
     FROM picked WHERE d.id = picked.id
     RETURNING d.id, d.endpoint_id, d.event_id, d.attempts, picked.position
     """
 )
 _LEASE = text(
     """
-    UPDATE webhook_endpoints SET lease_until = :now + make_interval(secs => :seconds)
+    UPDATE webhook_endpoints
+    SET lease_until = CAST(:now AS timestamptz) + make_interval(secs => :seconds)
     WHERE id = :id
     """
 )

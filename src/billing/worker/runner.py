@@ -191,6 +191,9 @@ class Worker:
         log.info("worker_started", worker_id=self.worker_id, sweeps=[s.name for s in self.sweeps])
         listener = asyncio.create_task(self.listen(self)) if self.listen is not None else None
         while not stop.is_set():
+            # Cleared before the tick, not after: a wake-up that comes during the tick (a
+            # commit's NOTIFY) must start another one, not be lost until the next timeout.
+            self.wake.clear()
             counts: dict[str, int] = {}
             try:
                 counts = await self.tick()
@@ -198,7 +201,6 @@ class Worker:
             except Exception:
                 # The database may be briefly unreachable; keep the loop alive and retry.
                 log.exception("worker_tick_failed", worker_id=self.worker_id)
-            self.wake.clear()
             stop_wait = asyncio.ensure_future(stop.wait())
             wake_wait = asyncio.ensure_future(self.wake.wait())
             _, pending = await asyncio.wait(

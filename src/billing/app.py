@@ -89,6 +89,7 @@ def _include_routers(app: FastAPI) -> None:
     from billing.clock.router import router as test_clocks_router
     from billing.credits.router import router as credits_router
     from billing.dunning.router import router as dunning_router
+    from billing.events.router import router as events_router
     from billing.invoicing.router import router as invoices_router
     from billing.notifications.router import router as notifications_router
     from billing.observability.health import router as health_router
@@ -96,6 +97,7 @@ def _include_routers(app: FastAPI) -> None:
     from billing.payments.router import router as payment_methods_router
     from billing.payments.stripe_webhooks import router as stripe_webhooks_router
     from billing.subscriptions.router import router as subscriptions_router
+    from billing.webhooks.router import router as webhooks_router
 
     app.include_router(health_router)
     app.include_router(api_keys_router)
@@ -110,6 +112,8 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(credits_router)
     app.include_router(test_clocks_router)
     app.include_router(notifications_router)
+    app.include_router(events_router)
+    app.include_router(webhooks_router)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

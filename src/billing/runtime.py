@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -13,6 +14,7 @@ from billing.db.engine import create_engine, create_session_factory
 from billing.observability.metrics import PoolCollector
 from billing.payments.gateways import PaymentGateway, get_gateway
 from billing.settings import Settings
+from billing.worker.listen import listen_for_deliveries
 from billing.worker.runner import Worker
 from billing.worker.sweeps import default_sweeps
 
@@ -66,6 +68,7 @@ class Runtime:
             batch_size=self.settings.worker_batch_size,
             tick_seconds=self.settings.worker_tick_seconds,
             gateway=self.gateway,
+            listen=partial(listen_for_deliveries, database_url=self.database_url),
         )
 
     async def close(self) -> None:

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from billing.core.durations import parse_durations
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -72,6 +74,17 @@ class Settings(BaseSettings):
     # Test clocks: on by default only in the embedded (development) mode.
     test_clocks_enabled: bool | None = None
 
+    # Events and outgoing webhooks.
+    event_retention_days: int = Field(default=30, ge=1)
+    # Unset: plain-http endpoint URLs are accepted in the embedded (development) mode only.
+    webhooks_allow_http: bool | None = None
+    # Endpoint URLs resolving to loopback, private or link-local addresses (SSRF guard).
+    webhooks_allow_private: bool = False
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=300)
+    # Delays between a failed delivery and its retries; after the last one it is `failed`.
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h"
+    webhook_disable_after_days: float = Field(default=3.0, gt=0)
+
     # Email. SMTP_URL unset: emails are written to the log instead of being sent.
     smtp_url: str | None = None
     email_from: str = "billing@localhost"
@@ -104,6 +117,12 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        parse_durations(value)
+        return value
+
     @property
     def embedded(self) -> bool:
         return self.database_url is None
@@ -113,6 +132,16 @@ class Settings(BaseSettings):
         if self.test_clocks_enabled is None:
             return self.embedded
         return self.test_clocks_enabled
+
+    @property
+    def webhooks_http_allowed(self) -> bool:
+        if self.webhooks_allow_http is None:
+            return self.embedded
+        return self.webhooks_allow_http
+
+    @property
+    def webhook_retry_delays(self) -> tuple[float, ...]:
+        return parse_durations(self.webhook_retry_schedule)
 
 
 DUNNING_STEPS = ("reminder", "warning", "blocked")

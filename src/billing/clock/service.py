@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.clock import Clock, FrozenClock
 from billing.clock.models import TestClock
 from billing.http.errors import NotFound, ValidationFailed
+from billing.subscriptions.trial_notice import NOTICE_AT_SQL, PENDING_NOTICE_SQL
 
 
 async def clock_for_account(
@@ -49,14 +50,19 @@ async def get_clock(session: AsyncSession, *, clock_id: uuid.UUID) -> TestClock:
     return found
 
 
-# Everything timed for a clock's accounts: subscription steps, first charges of finalized
-# invoices, payment retries, reconciliation of in-flight payments, dunning steps.
+# Everything timed for a clock's accounts: subscription steps, trials' "will end" notices
+# (not before the subscription existed), first charges of finalized invoices, payment
+# retries, reconciliation of in-flight payments, dunning steps.
 _NEXT_DUE = text(
-    """
+    f"""
     SELECT min(due) FROM (
         SELECT s.next_action_at AS due
         FROM subscriptions s JOIN accounts a ON a.id = s.account_id
         WHERE a.test_clock_id = :clock AND s.next_action_at IS NOT NULL
+        UNION ALL
+        SELECT GREATEST({NOTICE_AT_SQL}, s.created_at)
+        FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+        WHERE a.test_clock_id = :clock AND {PENDING_NOTICE_SQL}
         UNION ALL
         SELECT i.finalized_at
         FROM invoices i JOIN accounts a ON a.id = i.account_id
@@ -78,7 +84,7 @@ _NEXT_DUE = text(
         WHERE a.test_clock_id = :clock AND c.closed_at IS NULL AND c.next_step_at IS NOT NULL
     ) AS timed
     WHERE due <= :until
-    """
+    """  # noqa: S608 (constants only)
 )
 
 

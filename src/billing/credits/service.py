@@ -125,6 +125,14 @@ async def give_back(session: AsyncSession, *, invoice_id: uuid.UUID, at: datetim
             reason="Invoice voided",
         )
         session.add(returned)
+        await session.flush()
+        record_event(
+            session,
+            type="credit.returned",
+            account_id=entry.account_id,
+            data=CreditEntryRead.model_validate(returned).model_dump(mode="json"),
+            at=at,
+        )
         expires_at = expiries.get(entry.grant_id) if entry.grant_id else None
         if expires_at is not None and expires_at <= at:
             session.add(

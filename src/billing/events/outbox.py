@@ -20,7 +20,10 @@ def record_event(
     data: Mapping[str, Any],
     at: datetime,
 ) -> Event:
-    """Add an event to the caller's transaction; it commits (or rolls back) with the change."""
+    """Add an event to the caller's transaction; it commits (or rolls back) with the change.
+
+    `type` is one of billing.events.catalog.EVENT_TYPES (a test checks every recorded type).
+    """
     event = Event(id=uuid.uuid4(), type=type, account_id=account_id, data=dict(data), created_at=at)
     session.add(event)
     return event

@@ -62,6 +62,22 @@ WORKER_HEARTBEAT = Gauge(
     multiprocess_mode="max",
 )
 
+WEBHOOK_DELIVERIES = Counter(
+    "webhook_deliveries",
+    "Webhook delivery attempts by result: succeeded, retrying, or failed (no retry left).",
+    ["status"],
+)
+WEBHOOK_DELIVERY_DURATION = Histogram(
+    "webhook_delivery_duration_seconds",
+    "Time from sending a webhook to the receiver's full answer.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0),
+)
+OUTBOX_BACKLOG = Gauge(
+    "outbox_backlog",
+    "Webhook deliveries not yet delivered (due, being sent, or waiting for a retry).",
+    multiprocess_mode="max",
+)
+
 
 class PoolCollector(Collector):
     """Connection pool gauges, read at scrape time from the engine's pool."""

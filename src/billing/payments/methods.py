@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.accounts.models import Account
 from billing.accounts.queries import lock_account
 from billing.clock import Clock
+from billing.events.outbox import record_event
 from billing.http.errors import DomainError, NotFound
 from billing.payments.gateways import (
     CardDetails,
@@ -21,6 +23,7 @@ from billing.payments.gateways import (
     PaymentMethodDeclined,
 )
 from billing.payments.models import PaymentMethod
+from billing.payments.schemas import PaymentMethodRead
 
 
 class PaymentMethodRejected(DomainError):
@@ -123,8 +126,14 @@ async def attach(
         account_id=account_id, gateway=gateway.name, card=card, is_default=make_default, clock=clock
     )
     session.add(method)
+    _record(session, "payment_method.attached", method, method.created_at)
     await session.commit()
     return method
+
+
+def _record(session: AsyncSession, type: str, method: PaymentMethod, at: datetime) -> None:
+    data = PaymentMethodRead.model_validate(method).model_dump(mode="json")
+    record_event(session, type=type, account_id=method.account_id, data=data, at=at)
 
 
 async def _default_of(session: AsyncSession, account_id: uuid.UUID) -> PaymentMethod | None:
@@ -165,7 +174,7 @@ async def _attached(
 
 
 async def set_default(
-    session: AsyncSession, *, account_id: uuid.UUID, method_id: uuid.UUID
+    session: AsyncSession, *, account_id: uuid.UUID, method_id: uuid.UUID, clock: Clock
 ) -> PaymentMethod:
     await lock_account(session, account_id)
     method = await _attached(session, account_id, method_id)
@@ -176,6 +185,7 @@ async def set_default(
             .values(is_default=False)
         )
         method.is_default = True
+        _record(session, "payment_method.updated", method, clock.now())
     await session.commit()
     await session.refresh(method)
     return method
@@ -200,5 +210,7 @@ async def detach(
         )
         if successor is not None:
             successor.is_default = True
+            _record(session, "payment_method.updated", successor, method.detached_at)
+    _record(session, "payment_method.detached", method, method.detached_at)
     await session.commit()
     return method

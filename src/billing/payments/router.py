@@ -48,9 +48,15 @@ async def list_payment_methods(
 
 @router.post("/{method_id}/default", summary="Make a payment method the default")
 async def set_default_payment_method(
-    account_id: uuid.UUID, method_id: uuid.UUID, session: SessionDep, _: AccountsWrite
+    account_id: uuid.UUID,
+    method_id: uuid.UUID,
+    session: SessionDep,
+    clock: ClockDep,
+    _: AccountsWrite,
 ) -> PaymentMethodRead:
-    method = await methods.set_default(session, account_id=account_id, method_id=method_id)
+    method = await methods.set_default(
+        session, account_id=account_id, method_id=method_id, clock=clock
+    )
     return PaymentMethodRead.model_validate(method)
 
 

@@ -8,12 +8,14 @@ workers can run at once because every claim skips rows another worker holds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 from sqlalchemy import text
@@ -32,6 +34,45 @@ from billing.settings import Settings
 log = get_logger("billing.worker")
 
 
+class BackgroundWork:
+    """Work a sweep hands off to run beside the loop (webhook sends), bounded in number.
+
+    A sweep that would wait on slow I/O (a receiver taking its full timeout) starts it here
+    instead, so the billing sweeps never wait for it. `run_due` joins it; shutdown asks it
+    to stop at the next step and waits for what is in flight.
+    """
+
+    def __init__(self, limit: int, on_done: Callable[[], None] | None = None) -> None:
+        self.limit = limit
+        self.on_done = on_done
+        self.closing = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def free(self) -> int:
+        return 0 if self.closing else max(0, self.limit - len(self._tasks))
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_work_failed", task=task.get_name(), exc_info=task.exception())
+        if self.on_done is not None:
+            self.on_done()
+
+    async def join(self) -> None:
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def close(self) -> None:
+        self.closing = True
+        await self.join()
+
+
 @dataclass(frozen=True)
 class SweepContext:
     engine: AsyncEngine
@@ -43,6 +84,8 @@ class SweepContext:
     test_clock_id: uuid.UUID | None = None
     # The payment gateway the collection sweeps charge through (None: they do nothing).
     gateway: PaymentGateway | None = None
+    # Where a sweep starts slow I/O; None: the sweep does the work itself before returning.
+    background: BackgroundWork | None = None
 
 
 @dataclass(frozen=True)
@@ -65,6 +108,13 @@ class Worker:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     # Set on shutdown: the current batch finishes and commits, no new batch starts.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    background: BackgroundWork = field(default_factory=lambda: BackgroundWork(16))
+    # A dedicated connection LISTENing for new deliveries: they wake the loop at once.
+    listen: Callable[[Worker], Coroutine[Any, Any, None]] | None = None
+
+    def __post_init__(self) -> None:
+        # Finished background work may leave more due (a backlog): look again at once.
+        self.background.on_done = self.wake.set
 
     @property
     def context(self) -> SweepContext:
@@ -75,6 +125,7 @@ class Worker:
             self.batch_size,
             self.settings,
             gateway=self.gateway,
+            background=self.background,
         )
 
     async def run_sweep(self, sweep: Sweep, ctx: SweepContext | None = None) -> int:
@@ -110,6 +161,7 @@ class Worker:
         totals: dict[str, int] = {}
         for _ in range(max_rounds):
             counts = await self.tick(ctx)
+            await self.background.join()
             for name, n in counts.items():
                 totals[name] = totals.get(name, 0) + n
             if not any(counts.values()):
@@ -142,7 +194,11 @@ class Worker:
         self.stopping = stop
         started_at = self.clock.now()
         log.info("worker_started", worker_id=self.worker_id, sweeps=[s.name for s in self.sweeps])
+        listener = asyncio.create_task(self.listen(self)) if self.listen is not None else None
         while not stop.is_set():
+            # Cleared before the tick, not after: a wake-up that comes during the tick (a
+            # commit's NOTIFY) must start another one, not be lost until the next timeout.
+            self.wake.clear()
             counts: dict[str, int] = {}
             try:
                 counts = await self.tick()
@@ -150,7 +206,6 @@ class Worker:
             except Exception:
                 # The database may be briefly unreachable; keep the loop alive and retry.
                 log.exception("worker_tick_failed", worker_id=self.worker_id)
-            self.wake.clear()
             stop_wait = asyncio.ensure_future(stop.wait())
             wake_wait = asyncio.ensure_future(self.wake.wait())
             _, pending = await asyncio.wait(
@@ -160,4 +215,9 @@ class Worker:
             )
             for task in pending:
                 task.cancel()
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        await self.background.close()
         log.info("worker_stopped", worker_id=self.worker_id)

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from billing.clock import FrozenClock
 from billing.credits.service import expire_credits
 from billing.dunning.service import run_due_steps as run_dunning_steps
+from billing.events.service import purge_old_events
 from billing.http.idempotency import purge_expired
 from billing.notifications.service import fan_out_events, send_due_emails
 from billing.notifications.smtp import parse_smtp_url
@@ -19,6 +20,8 @@ from billing.payments import charges
 from billing.payments.service import policy_of
 from billing.subscriptions.cycle import run_due_steps
 from billing.subscriptions.models import Subscription
+from billing.subscriptions.trial_notice import send_trial_notices
+from billing.webhooks.delivery import count_backlog, deliver_due
 from billing.worker.runner import Sweep, SweepContext
 
 
@@ -109,6 +112,13 @@ async def dunning_steps_due(ctx: SweepContext) -> int:
         )
 
 
+async def trial_notices(ctx: SweepContext) -> int:
+    async with ctx.sessions() as session:
+        return await send_trial_notices(
+            session, as_of=ctx.clock.now(), test_clock_id=ctx.test_clock_id, limit=ctx.batch_size
+        )
+
+
 async def credits_expired(ctx: SweepContext) -> int:
     async with ctx.sessions() as session:
         return await expire_credits(
@@ -147,6 +157,17 @@ async def emails_send(ctx: SweepContext) -> int:
         )
 
 
+async def purge_events(ctx: SweepContext) -> int:
+    if ctx.test_clock_id is not None:
+        return 0
+    return await purge_old_events(
+        ctx.engine,
+        now=ctx.clock.now(),
+        retention_days=ctx.settings.event_retention_days,
+        limit=ctx.batch_size,
+    )
+
+
 async def count_active_subscriptions(ctx: SweepContext) -> int:
     """Not a sweep of due rows: refreshes the subscriptions_active gauge every tick."""
     if ctx.test_clock_id is None:
@@ -162,16 +183,22 @@ async def count_active_subscriptions(ctx: SweepContext) -> int:
 
 def default_sweeps() -> list[Sweep]:
     return [
+        # Before the steps: a trial that ends in this batch still gets its notice first.
+        Sweep("trial_notices", trial_notices),
         Sweep("subscriptions_due", subscriptions_due),
         Sweep("payments_first_attempt", payments_first_attempt),
         Sweep("payments_retry", payments_retry),
         Sweep("payments_reconcile", payments_reconcile),
         Sweep("dunning_steps", dunning_steps_due),
         Sweep("credits_expired", credits_expired),
+        # Last of the due work, so the events written above go out in this tick.
+        Sweep("webhook_deliveries", deliver_due),
         Sweep("idempotency_keys_expired", purge_idempotency_keys),
         Sweep("emails_fan_out", emails_fan_out),
         Sweep("emails_send", emails_send),
+        Sweep("events_expired", purge_events),
         Sweep("subscriptions_active_gauge", count_active_subscriptions),
+        Sweep("outbox_backlog_gauge", count_backlog),
     ]
 
 

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: endpoints, signing secrets, deliveries from the events outbox."""

@@ -3,12 +3,15 @@ tax per line = amount x percentage / 100, rounded half up once."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import DBAPIError
 
-from tests.conftest import AppFactory, http_client, new_api_key
+from tests.conftest import AppFactory, Sql, http_client, new_api_key
 from tests.factories.billing import (
     account_on_clock,
     advance,
@@ -429,3 +432,29 @@ async def test_tax_rate_api(client: httpx.AsyncClient) -> None:
         f"/v1/tax-rates/{rate['id']}", json={"effective_to": "2024-12-31"}
     )
     assert (backwards.status_code, backwards.json()["param"]) == (422, "effective_to")
+
+
+async def test_tax_of_a_finalized_invoice_is_frozen(client: httpx.AsyncClient, sql: Sql) -> None:
+    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
+    await german_vat(client)
+    await simple_plan(client, amount=2700, currency="EUR")
+    account = await account_on_clock(client, clock["id"], currency="EUR", address={"country": "DE"})
+    [invoice] = await invoices_of(client, (await subscribe(client, account["id"]))["id"])
+    tampering = [
+        "UPDATE invoice_taxes SET amount = 0 WHERE invoice_id = :id",
+        "DELETE FROM invoice_taxes WHERE invoice_id = :id",
+        "UPDATE invoices SET tax_status = 'exempt' WHERE id = :id",
+        "UPDATE invoices SET tax_note = 'Reverse charge' WHERE id = :id",
+        "UPDATE invoice_lines SET tax_amount = 0 WHERE invoice_id = :id",
+        "INSERT INTO invoice_taxes (id, invoice_id, position, name, percentage, inclusive, "
+        "taxable_amount, amount) VALUES (gen_random_uuid(), :id, 1, 'X', 1, false, 1, 1)",
+    ]
+    for statement in tampering:
+        with pytest.raises(DBAPIError, match="finalized"):
+            await sql(statement, id=uuid.UUID(invoice["id"]))
+    again = (await client.get(f"/v1/invoices/{invoice['id']}")).json()
+    assert (again["tax"], again["tax_status"], per_rate(again)) == (
+        513,
+        "taxed",
+        [("VAT", "DE", None, "19", 2700, 513)],
+    )

@@ -23,6 +23,7 @@ import stripe
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.http.errors import DomainError
 from billing.tax.engine import (
     CREDIT_BALANCE,
     EXEMPT_NOTE,
@@ -105,8 +106,11 @@ class BuiltinTaxProvider:
         return None
 
 
-class TaxProviderError(Exception):
-    """The external tax provider failed; the finalization is rolled back and retried later."""
+class TaxProviderError(DomainError):
+    """The external tax provider failed: nothing is finalized (the transaction rolls back);
+    the API answers 503 and the worker retries on its next tick."""
+
+    code = "service_unavailable"
 
 
 _OVERRIDES = {"exempt": "customer_exempt", "reverse": "reverse_charge"}
@@ -169,7 +173,9 @@ class StripeTaxProvider:
                 {"idempotency_key": f"tax-{request.reference}"},
             )
         except stripe.StripeError as exc:
-            raise TaxProviderError(f"Stripe Tax failed: {exc.user_message or exc}") from exc
+            raise TaxProviderError(
+                f"Stripe Tax failed ({exc.user_message or exc}); retry the request."
+            ) from exc
         return _from_stripe(request.lines, sent, calc.to_dict())
 
     async def aclose(self) -> None:

@@ -863,3 +863,165 @@ def create_refund(fake: StripeFake, call: Call) -> JSONObject:
             "created": now(),
         }
     )
+
+
+# --------------------------------------------------------------------------- tax
+
+# Rates the fake's Stripe Tax knows, by (country, state or None): (tax type, display name,
+# percentage). Tests may add to ``fake.tax_rates``; a state's entry wins over its country's.
+DEFAULT_TAX_RATES: dict[tuple[str, str | None], tuple[str, str, str]] = {
+    ("DE", None): ("vat", "VAT", "19.0"),
+    ("FR", None): ("vat", "TVA", "20.0"),
+    ("US", "CA"): ("sales_tax", "Sales Tax", "7.25"),
+}
+
+_TAX_CALCULATION_PARAMS = {
+    "currency",
+    "customer",
+    "customer_details",
+    "line_items",
+    "expand",
+    "shipping_cost",
+    "tax_date",
+}
+
+
+def _tax_rates(fake: StripeFake) -> dict[tuple[str, str | None], tuple[str, str, str]]:
+    rates = getattr(fake, "tax_rates", None)
+    return DEFAULT_TAX_RATES if rates is None else rates
+
+
+def _half_up(amount: int, percentage: str) -> int:
+    from decimal import ROUND_HALF_UP, Decimal
+
+    exact = Decimal(amount) * Decimal(percentage) / 100
+    return int(exact.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+@route("POST", r"/v1/tax/calculations")
+def create_tax_calculation(fake: StripeFake, call: Call) -> JSONObject:
+    """Stripe Tax, simplified: one rate per location, exclusive amounts, per-line rounding.
+
+    ``taxability_override`` ``customer_exempt`` and ``reverse_charge`` give 0 tax with that
+    taxability reason, as Stripe does.
+    """
+    _check_params(call, _TAX_CALCULATION_PARAMS)
+    params = call.params
+    for name in ("currency", "line_items"):
+        if not params.get(name):
+            raise StripeAPIError(
+                400,
+                "invalid_request_error",
+                f"Missing required param: {name}.",
+                code="parameter_missing",
+                param=name,
+            )
+    details = params.get("customer_details") or {}
+    address = details.get("address") or {}
+    country, state = address.get("country"), address.get("state") or None
+    if not country:
+        raise StripeAPIError(
+            400,
+            "invalid_request_error",
+            "Missing required param: customer_details[address][country].",
+            code="parameter_missing",
+            param="customer_details[address][country]",
+        )
+    override = details.get("taxability_override", "none")
+    rates = _tax_rates(fake)
+    found = rates.get((country, state)) or rates.get((country, None))
+    calc_id = new_id("taxcalc_")
+    items = []
+    total_tax = 0
+    total = 0
+    for index, line in enumerate(params["line_items"]):
+        amount = int(line["amount"])
+        if amount < 0:
+            raise StripeAPIError(
+                400,
+                "invalid_request_error",
+                "This value must be greater than or equal to 0.",
+                param=f"line_items[{index}][amount]",
+            )
+        if override in ("customer_exempt", "reverse_charge"):
+            reason, tax, rate = override, 0, None
+        elif found is None:
+            reason, tax, rate = "not_collecting", 0, None
+        else:
+            reason, tax, rate = "standard_rated", _half_up(amount, found[2]), found
+        total += amount
+        total_tax += tax
+        items.append(
+            {
+                "id": new_id("tax_li_"),
+                "object": "tax.calculation_line_item",
+                "amount": amount,
+                "amount_tax": tax,
+                "livemode": False,
+                "product": None,
+                "quantity": 1,
+                "reference": line.get("reference"),
+                "tax_behavior": line.get("tax_behavior", "exclusive"),
+                "tax_code": line.get("tax_code", "txcd_10000000"),
+                "tax_breakdown": [
+                    {
+                        "amount": tax,
+                        "jurisdiction": {
+                            "country": country,
+                            "display_name": country if state is None else f"{state}, {country}",
+                            "level": "country" if state is None else "state",
+                            "state": state,
+                        },
+                        "sourcing": "destination",
+                        "tax_rate_details": None
+                        if rate is None
+                        else {
+                            "display_name": rate[1],
+                            "percentage_decimal": rate[2],
+                            "tax_type": rate[0],
+                        },
+                        "taxability_reason": reason,
+                        "taxable_amount": amount if rate is not None else 0,
+                    }
+                ],
+            }
+        )
+    calc: JSONObject = {
+        "id": calc_id,
+        "object": "tax.calculation",
+        "amount_total": total + total_tax,
+        "currency": params["currency"],
+        "customer": params.get("customer"),
+        "customer_details": {
+            "address": {
+                "city": None,
+                "country": country,
+                "line1": None,
+                "line2": None,
+                "postal_code": None,
+                "state": state,
+            },
+            "address_source": details.get("address_source", "billing"),
+            "ip_address": None,
+            "tax_ids": list(details.get("tax_ids") or []),
+            "taxability_override": override,
+        },
+        "expires_at": now() + 90 * 24 * 3600,
+        "livemode": False,
+        "shipping_cost": None,
+        "tax_amount_exclusive": total_tax,
+        "tax_amount_inclusive": 0,
+        "tax_breakdown": [],
+        "tax_date": int(params.get("tax_date") or now()),
+    }
+    line_items = {
+        "object": "list",
+        "data": items,
+        "has_more": False,
+        "url": f"/v1/tax/calculations/{calc_id}/line_items",
+    }
+    if "line_items" in (params.get("expand") or []):
+        calc["line_items"] = line_items
+    else:
+        calc["line_items"] = None
+    return fake.store(calc)

@@ -97,6 +97,7 @@ def _include_routers(app: FastAPI) -> None:
     from billing.payments.router import router as payment_methods_router
     from billing.payments.stripe_webhooks import router as stripe_webhooks_router
     from billing.subscriptions.router import router as subscriptions_router
+    from billing.tax.router import router as tax_rates_router
     from billing.webhooks.router import router as webhooks_router
 
     app.include_router(health_router)
@@ -110,6 +111,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(dunning_router)
     app.include_router(stripe_webhooks_router)
     app.include_router(credits_router)
+    app.include_router(tax_rates_router)
     app.include_router(test_clocks_router)
     app.include_router(notifications_router)
     app.include_router(events_router)

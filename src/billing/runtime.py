@@ -14,6 +14,7 @@ from billing.db.engine import create_engine, create_session_factory
 from billing.observability.metrics import PoolCollector
 from billing.payments.gateways import PaymentGateway, get_gateway
 from billing.settings import Settings
+from billing.tax.providers import SESSION_KEY, TaxProvider, tax_provider
 from billing.worker.listen import listen_for_deliveries
 from billing.worker.runner import Worker
 from billing.worker.sweeps import default_sweeps
@@ -30,6 +31,7 @@ class Runtime:
     rate_limiter: RateLimiter | None
     pool_metrics: PoolCollector
     gateway: PaymentGateway
+    tax: TaxProvider
 
     @classmethod
     def build(cls, settings: Settings, database_url: str, clock: Clock | None = None) -> Runtime:
@@ -37,6 +39,14 @@ class Runtime:
             database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
         sessions = create_session_factory(engine)
+        tax = tax_provider(
+            settings.tax_provider,
+            seller_country=settings.seller_country,
+            stripe_secret_key=settings.stripe_secret_key,
+            stripe_api_base=settings.stripe_api_base,
+        )
+        # Invoice finalization (API and worker alike) finds the tax provider on its session.
+        sessions.configure(info={SESSION_KEY: tax})
         return cls(
             settings=settings,
             database_url=database_url,
@@ -56,6 +66,7 @@ class Runtime:
                 stripe_api_base=settings.stripe_api_base,
                 engine=engine,
             ),
+            tax=tax,
         )
 
     def worker(self) -> Worker:
@@ -73,4 +84,5 @@ class Runtime:
 
     async def close(self) -> None:
         await self.gateway.aclose()
+        await self.tax.aclose()
         await self.engine.dispose()

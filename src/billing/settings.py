@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     # Invoices.
     invoice_number_prefix: str = Field(default="INV-", max_length=16)
 
+    # Tax. builtin: rates from /v1/tax-rates; stripe: Stripe Tax (STRIPE_SECRET_KEY).
+    tax_provider: Literal["builtin", "stripe"] = "builtin"
+    # The seller's country (ISO 3166-1, e.g. DE). Set to an EU country, it turns on EU reverse
+    # charge for business customers in another EU country with a valid VAT id. Unset: only
+    # accounts marked tax_exempt=reverse are reverse charged.
+    seller_country: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+
     # Test clocks: on by default only in the embedded (development) mode.
     test_clocks_enabled: bool | None = None
 
@@ -112,7 +119,9 @@ class Settings(BaseSettings):
         dunning_steps(value)
         return value
 
-    @field_validator("database_url", "redis_url", "jwt_public_key", "smtp_url", mode="before")
+    @field_validator(
+        "database_url", "redis_url", "jwt_public_key", "smtp_url", "seller_country", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -96,14 +96,14 @@ async def test_account_with_every_optional_field(client: httpx.AsyncClient) -> N
         timezone="Europe/Berlin",
         locale="de-DE",
         tax_exempt="reverse",
-        tax_ids=[{"type": "eu_vat", "value": "DE123456789"}],
+        tax_ids=[{"type": "eu_vat", "value": "DE136695976"}],
         address={"country": "DE", "city": "Berlin", "postal_code": "10115"},
         metadata={"crm_id": "4711"},
     )
     assert account["currency"] == "EUR"
     assert account["locale"] == "de_DE"
     assert account["tax_exempt"] == "reverse"
-    assert account["tax_ids"] == [{"type": "eu_vat", "value": "DE123456789"}]
+    assert account["tax_ids"] == [{"type": "eu_vat", "value": "DE136695976"}]
     assert account["address"]["country"] == "DE"
     assert account["metadata"] == {"crm_id": "4711"}
 

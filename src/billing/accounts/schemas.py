@@ -14,8 +14,11 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    ValidationInfo,
     field_validator,
 )
+from stdnum.eu import vat as eu_vat
+from stdnum.exceptions import ValidationError as TaxIdInvalid
 
 from billing.http.types import Currency, Metadata
 from billing.payments.schemas import PaymentMethodRead
@@ -58,8 +61,28 @@ LocaleCode = Annotated[str, AfterValidator(_locale), Field(examples=["en_US"])]
 class TaxId(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=32, examples=["eu_vat"])
-    value: str = Field(min_length=1, max_length=64, examples=["DE123456789"])
+    type: str = Field(
+        min_length=1,
+        max_length=32,
+        examples=["eu_vat"],
+        description="Stripe's tax id types; `eu_vat` values are checked (format and check "
+        "digits) and stored compact (`DE 136 695 976` -> `DE136695976`).",
+    )
+    value: str = Field(min_length=1, max_length=64, examples=["DE136695976"])
+
+    @field_validator("value")
+    @classmethod
+    def _valid_for_type(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("type") != "eu_vat":
+            return value
+        try:
+            compact: str = eu_vat.validate(value)
+        except TaxIdInvalid as exc:
+            raise ValueError(
+                f"{value!r} is not a valid EU VAT number ({str(exc).lower().rstrip('.')}); "
+                "send the country prefix and the number, e.g. 'DE136695976'"
+            ) from None
+        return compact
 
 
 class Address(BaseModel):

@@ -59,4 +59,7 @@ class CreditBalances(BaseModel):
     object: str = "credit_balance"
     account_id: uuid.UUID
     balances: dict[str, int] = Field(description="Available credit per currency, minor units.")
+    balances_formatted: dict[str, str] = Field(
+        default_factory=dict, description="The balances formatted in the account's locale."
+    )
     ledger: list[CreditEntryRead]

@@ -13,6 +13,7 @@ from billing.accounts.models import Account
 from billing.accounts.queries import lock_account
 from billing.clock import Clock
 from billing.clock.service import clock_for_account
+from billing.core.money import format_amount
 from billing.credits.ledger import lock_accounts
 from billing.credits.models import CreditEntry
 from billing.credits.schemas import CreditBalances, CreditEntryRead, CreditGrant
@@ -90,9 +91,11 @@ async def balances(session: AsyncSession, *, account_id: uuid.UUID) -> CreditBal
         .where(CreditEntry.account_id == account_id)
         .order_by(CreditEntry.created_at, CreditEntry.seq)
     )
+    totals = {currency: int(total) for currency, total in rows}
     return CreditBalances(
         account_id=account_id,
-        balances={currency: int(total) for currency, total in rows},
+        balances=totals,
+        balances_formatted={c: format_amount(t, c, account.locale) for c, t in totals.items()},
         ledger=[CreditEntryRead.model_validate(e) for e in ledger],
     )
 

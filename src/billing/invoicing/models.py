@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     CHAR,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -67,6 +68,10 @@ class Invoice(Base):
     paid_at: Mapped[datetime | None]
     voided_at: Mapped[datetime | None]
     marked_uncollectible_at: Mapped[datetime | None]
+    # How tax was treated ("taxed", "exempt", "reverse_charge", "none") and the note the
+    # invoice must carry ("Reverse charge", "Tax exempt"); fixed at finalization.
+    tax_status: Mapped[str] = mapped_column(String(16), server_default="none")
+    tax_note: Mapped[str | None] = mapped_column(String(200))
 
 
 class InvoiceLine(Base):
@@ -85,6 +90,29 @@ class InvoiceLine(Base):
     unit_amount_decimal: Mapped[Decimal | None] = mapped_column(Numeric(38, 12))
     amount: Mapped[int] = mapped_column(BigInteger)
     details: Mapped[dict[str, Any]]
+    tax_amount: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    tax_rate_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tax_rates.id"))
+    tax_percentage: Mapped[Decimal | None] = mapped_column(Numeric(7, 4))
+
+
+class InvoiceTax(Base):
+    """One row per tax rate on an invoice: what was taxed at it and how much tax it gave.
+    Written with the invoice and frozen with it (a trigger, as for lines)."""
+
+    __tablename__ = "invoice_taxes"
+    __table_args__ = (Index("ix_invoice_taxes_invoice_id_position", "invoice_id", "position"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    tax_rate_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tax_rates.id"))
+    name: Mapped[str] = mapped_column(String(100))
+    country: Mapped[str | None] = mapped_column(CHAR(2))
+    region: Mapped[str | None] = mapped_column(String(100))
+    percentage: Mapped[Decimal] = mapped_column(Numeric(7, 4))
+    inclusive: Mapped[bool] = mapped_column(Boolean)
+    taxable_amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)
 
 
 class InvoiceNumberCounter(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,21 +17,42 @@ from billing.credits.service import give_back
 from billing.events.outbox import record_event
 from billing.http.errors import InvalidState, NotFound
 from billing.http.pagination import PageParams, paginate
-from billing.invoicing.models import Invoice, InvoiceLine
-from billing.invoicing.schemas import InvoiceLineRead, InvoiceRead, InvoiceStatus
+from billing.invoicing.models import Invoice, InvoiceLine, InvoiceTax
+from billing.invoicing.schemas import (
+    InvoiceLineRead,
+    InvoiceRead,
+    InvoiceStatus,
+    InvoiceTaxRead,
+    formatting,
+)
 
 
-def invoice_read(invoice: Invoice, lines: list[InvoiceLine]) -> InvoiceRead:
+def _columns(row: Any) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in type(row).__table__.columns}
+
+
+def invoice_read(
+    invoice: Invoice, parts: tuple[list[InvoiceLine], list[InvoiceTax]], locale: str
+) -> InvoiceRead:
+    """The API shape of an invoice; amounts are also formatted in the account's locale."""
+    lines, taxes = parts
+    fmt = formatting(invoice.currency, locale)
     return InvoiceRead.model_validate(
         {
-            **{c.key: getattr(invoice, c.key) for c in Invoice.__table__.columns},
-            "lines": [InvoiceLineRead.model_validate(line) for line in lines],
+            **_columns(invoice),
+            **fmt,
+            "lines": [InvoiceLineRead.model_validate(_columns(line) | fmt) for line in lines],
+            "taxes": [InvoiceTaxRead.model_validate(_columns(tax) | fmt) for tax in taxes],
         }
     )
 
 
-async def _lines(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, list[InvoiceLine]]:
-    found: dict[uuid.UUID, list[InvoiceLine]] = defaultdict(list)
+Parts = tuple[list[InvoiceLine], list[InvoiceTax]]
+
+
+async def _lines(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, Parts]:
+    """Lines and tax rows per invoice."""
+    found: dict[uuid.UUID, Parts] = defaultdict(lambda: ([], []))
     if ids:
         rows = await session.scalars(
             select(InvoiceLine)
@@ -38,15 +60,36 @@ async def _lines(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID,
             .order_by(InvoiceLine.invoice_id, InvoiceLine.position)
         )
         for line in rows:
-            found[line.invoice_id].append(line)
+            found[line.invoice_id][0].append(line)
+        taxes = await session.scalars(
+            select(InvoiceTax)
+            .where(InvoiceTax.invoice_id.in_(ids))
+            .order_by(InvoiceTax.invoice_id, InvoiceTax.position)
+        )
+        for tax in taxes:
+            found[tax.invoice_id][1].append(tax)
     return found
+
+
+async def _locales(session: AsyncSession, account_ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not account_ids:
+        return {}
+    rows = await session.execute(
+        select(Account.id, Account.locale).where(Account.id.in_(sorted(account_ids)))
+    )
+    return {row.id: row.locale for row in rows}
+
+
+async def _read(session: AsyncSession, invoice: Invoice) -> InvoiceRead:
+    locale = (await _locales(session, {invoice.account_id}))[invoice.account_id]
+    return invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id], locale)
 
 
 async def get_invoice(session: AsyncSession, *, invoice_id: uuid.UUID) -> InvoiceRead:
     invoice = await session.get(Invoice, invoice_id)
     if invoice is None:
         raise NotFound(f"No invoice {invoice_id}.", param="id")
-    return invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id])
+    return await _read(session, invoice)
 
 
 async def list_invoices(
@@ -72,7 +115,8 @@ async def list_invoices(
         stmt = stmt.where(Invoice.created_at < created_lt)
     invoices, has_more = await paginate(session, stmt, Invoice, page)
     lines = await _lines(session, [i.id for i in invoices])
-    return [invoice_read(i, lines[i.id]) for i in invoices], has_more
+    locales = await _locales(session, {i.account_id for i in invoices})
+    return [invoice_read(i, lines[i.id], locales[i.account_id]) for i in invoices], has_more
 
 
 async def _locked(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
@@ -137,7 +181,7 @@ async def record_payment(
     invoice.amount_remaining = invoice.amount_due - invoice.amount_paid
     invoice.paid_at = at
     await session.flush()
-    read = invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id])
+    read = await _read(session, invoice)
     record_event(
         session,
         type="invoice.paid",
@@ -167,7 +211,7 @@ async def _commit_with_event(
     session: AsyncSession, invoice: Invoice, type: str, at: datetime
 ) -> InvoiceRead:
     await session.flush()
-    read = invoice_read(invoice, (await _lines(session, [invoice.id]))[invoice.id])
+    read = await _read(session, invoice)
     record_event(
         session, type=type, account_id=invoice.account_id, data=read.model_dump(mode="json"), at=at
     )

@@ -18,12 +18,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.credits.ledger import available_grants, lock_accounts
 from billing.credits.models import CreditEntry
+from billing.credits.schemas import CreditEntryRead
 from billing.db.bulk import bulk_insert
 from billing.events.models import Event
-from billing.invoicing.models import Invoice, InvoiceLine
+from billing.invoicing.models import Invoice, InvoiceLine, InvoiceTax
 from billing.invoicing.rules import DraftInvoice, Grant, draw_credit, format_number
-from billing.invoicing.schemas import InvoiceLineRead, InvoiceRead, InvoiceStatus
+from billing.invoicing.schemas import (
+    InvoiceLineRead,
+    InvoiceRead,
+    InvoiceStatus,
+    InvoiceTaxRead,
+    formatting,
+)
 from billing.observability.metrics import INVOICES_GENERATED
+from billing.tax.batch import tax_drafts
 
 COUNTER = "invoices"
 
@@ -66,22 +74,31 @@ async def finalize(
         if draft.subtotal < 0:
             raise ValueError("an invoice cannot be negative; grant the difference as credit")
 
-    payable = {(d.account_id, d.currency) for d in drafts if d.subtotal > 0}
+    invoice_ids = [uuid.uuid4() for _ in drafts]
+    # Tax first, once for the batch (rates load once); stored with the invoice, never redone.
+    taxes, profiles = await tax_drafts(session, drafts, invoice_ids)
+    payable = {
+        (d.account_id, d.currency)
+        for d, t in zip(drafts, taxes, strict=True)
+        if d.subtotal + t.total > 0
+    }
     await lock_accounts(session, {account for account, _ in payable})
     grants = await available_grants(session, payable, max(d.created_at for d in drafts))
 
     invoices: list[dict[str, Any]] = []
     lines: list[dict[str, Any]] = []
+    tax_rows: list[dict[str, Any]] = []
     credits: list[dict[str, Any]] = []
+    tax_credits: list[dict[str, Any]] = []
     created_events: list[dict[str, Any]] = []
     drafted: list[tuple[DraftInvoice, InvoiceRead]] = []
 
-    for draft in drafts:
-        invoice_id = uuid.uuid4()
+    for draft, invoice_id, invoice_tax in zip(drafts, invoice_ids, taxes, strict=True):
         at = draft.created_at
         key = (draft.account_id, draft.currency)
+        fmt = formatting(draft.currency, profiles[draft.account_id].locale)
         subtotal = draft.subtotal
-        tax = 0
+        tax = invoice_tax.total
         total = subtotal + tax
         draws = draw_credit(total, grants.get(key, []))
         if draws:
@@ -114,10 +131,14 @@ async def finalize(
             "paid_at": None,
             "voided_at": None,
             "marked_uncollectible_at": None,
+            "tax_status": invoice_tax.status.value,
+            "tax_note": invoice_tax.note,
         }
         invoices.append(row)
         line_reads = []
-        for position, line in enumerate(draft.lines):
+        for position, (line, line_tax) in enumerate(
+            zip(draft.lines, invoice_tax.lines, strict=True)
+        ):
             line_row = {
                 "id": uuid.uuid4(),
                 "invoice_id": invoice_id,
@@ -131,9 +152,45 @@ async def finalize(
                 "unit_amount_decimal": line.unit_amount_decimal,
                 "amount": line.amount,
                 "details": line.details,
+                "tax_amount": line_tax.amount,
+                "tax_rate_id": line_tax.rate.id if line_tax.rate else None,
+                "tax_percentage": line_tax.rate.percentage if line_tax.rate else None,
             }
             lines.append(line_row)
-            line_reads.append(InvoiceLineRead.model_validate(line_row))
+            line_reads.append(InvoiceLineRead.model_validate(line_row | fmt))
+        tax_reads = []
+        for position, part in enumerate(invoice_tax.breakdown):
+            tax_row = {
+                "id": uuid.uuid4(),
+                "invoice_id": invoice_id,
+                "position": position,
+                "tax_rate_id": part.rate.id,
+                "name": part.rate.name,
+                "country": part.rate.country,
+                "region": part.rate.region,
+                "percentage": part.rate.percentage,
+                "inclusive": False,
+                "taxable_amount": part.taxable_amount,
+                "amount": part.amount,
+            }
+            tax_rows.append(tax_row)
+            tax_reads.append(InvoiceTaxRead.model_validate(tax_row | fmt))
+        if invoice_tax.moved_to_credit:
+            # The tax on the part of a downgrade moved to the credit balance goes there too.
+            tax_credits.append(
+                {
+                    "id": uuid.uuid4(),
+                    "account_id": draft.account_id,
+                    "currency": draft.currency,
+                    "kind": "grant",
+                    "amount": invoice_tax.moved_to_credit,
+                    "grant_id": None,
+                    "invoice_id": invoice_id,
+                    "reason": "Tax on the amount moved to the credit balance",
+                    "expires_at": None,
+                    "created_at": at,
+                }
+            )
         credits.extend(
             {
                 "id": uuid.uuid4(),
@@ -149,7 +206,7 @@ async def finalize(
             }
             for grant_id, amount in draws
         )
-        read = InvoiceRead.model_validate(row | {"lines": line_reads})
+        read = InvoiceRead.model_validate(row | fmt | {"lines": line_reads, "taxes": tax_reads})
         drafted.append((draft, read))
         created_events.append(
             _event("invoice.created", draft.account_id, read.model_dump(mode="json"), at)
@@ -157,7 +214,17 @@ async def finalize(
 
     await bulk_insert(session, Invoice, invoices)
     await bulk_insert(session, InvoiceLine, lines)
-    await bulk_insert(session, CreditEntry, credits)
+    await bulk_insert(session, InvoiceTax, tax_rows)
+    await bulk_insert(session, CreditEntry, credits + tax_credits)
+    created_events.extend(
+        _event(
+            "credit.granted",
+            entry["account_id"],
+            CreditEntryRead.model_validate(entry).model_dump(mode="json"),
+            entry["created_at"],
+        )
+        for entry in tax_credits
+    )
     await bulk_insert(session, Event, created_events)
 
     # From here to the caller's commit the counter row is locked: keep it short.

@@ -89,7 +89,10 @@ async def drop_run_databases(admin: str) -> None:
 
 
 # Tables whose rows the migrations seed: reset, not emptied.
-SEEDED = {"invoice_number_counters": "UPDATE invoice_number_counters SET value = 0"}
+SEEDED = {
+    "invoice_number_counters": "UPDATE invoice_number_counters SET value = 0",
+    "usage_rollup_state": "UPDATE usage_rollup_state SET rolled_through = 0",
+}
 
 
 @functools.cache

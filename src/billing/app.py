@@ -91,6 +91,7 @@ def _include_routers(app: FastAPI) -> None:
     from billing.observability.health import router as health_router
     from billing.payments.router import router as payment_methods_router
     from billing.subscriptions.router import router as subscriptions_router
+    from billing.usage.router import router as usage_router
 
     app.include_router(health_router)
     app.include_router(api_keys_router)
@@ -101,6 +102,7 @@ def _include_routers(app: FastAPI) -> None:
     app.include_router(invoices_router)
     app.include_router(credits_router)
     app.include_router(test_clocks_router)
+    app.include_router(usage_router)
 
 
 def _install_error_handlers(app: FastAPI) -> None:

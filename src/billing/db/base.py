@@ -40,4 +40,5 @@ def import_all_models() -> None:
     from billing.invoicing import models as _invoicing  # noqa: F401
     from billing.payments import models as _payments  # noqa: F401
     from billing.subscriptions import models as _subscriptions  # noqa: F401
+    from billing.usage import models as _usage  # noqa: F401
     from billing.worker import models as _worker  # noqa: F401

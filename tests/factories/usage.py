@@ -74,7 +74,7 @@ async def send_batch(client: httpx.AsyncClient, events: list[dict[str, Any]]) ->
 async def accept_all(client: httpx.AsyncClient, events: list[dict[str, Any]]) -> None:
     answer = await send_batch(client, events)
     rejected = [r for r in answer["results"] if r["status"] != "accepted"]
-    assert rejected == []
+    assert rejected == [], rejected
 
 
 async def usage_of(

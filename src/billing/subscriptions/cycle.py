@@ -34,6 +34,7 @@ from billing.subscriptions.state import (
     subscription_read,
     terms_of,
 )
+from billing.usage.billing import UsageWindow, closing_window, usage_lines, with_usage_lines
 
 WORKER_ACTOR = "worker"
 
@@ -142,6 +143,7 @@ async def run_due_steps(
     terms = {}
 
     drafts: list[DraftInvoice] = []
+    windows: list[UsageWindow] = []  # closing periods whose usage is billed (in arrears)
     updates: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -167,6 +169,11 @@ async def run_due_steps(
         if step.kind is StepKind.CANCEL:
             columns["canceled_at"] = sub.canceled_at or at
             columns["ended_at"] = at
+        if step.kind in (StepKind.RENEW, StepKind.CANCEL):  # before the row moves on
+            ending = step.kind is StepKind.CANCEL
+            window = closing_window(sub, plans[sub.plan_id], item.timezone, ending=ending, at=at)
+            if window is not None:
+                windows.append(window)
         for name, value in columns.items():
             setattr(sub, name, value)
         updates.append({"id": sub.id} | {name: getattr(sub, name) for name in _UPDATED})
@@ -203,6 +210,7 @@ async def run_due_steps(
             }
         )
 
+    drafts = with_usage_lines(drafts, windows, await usage_lines(session, windows))
     await bulk_update(session, Subscription, updates)
     await bulk_insert(session, SubscriptionHistory, history)
     await bulk_insert(session, Event, events)

@@ -13,6 +13,7 @@ from billing.http.idempotency import purge_expired
 from billing.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from billing.subscriptions.cycle import run_due_steps
 from billing.subscriptions.models import Subscription
+from billing.usage.sweeps import usage_late, usage_rollup
 from billing.worker.runner import Sweep, SweepContext
 
 
@@ -56,6 +57,8 @@ async def count_active_subscriptions(ctx: SweepContext) -> int:
 def default_sweeps() -> list[Sweep]:
     return [
         Sweep("subscriptions_due", subscriptions_due),
+        Sweep("usage_late", usage_late),
+        Sweep("usage_rollup", usage_rollup),
         Sweep("credits_expired", credits_expired),
         Sweep("idempotency_keys_expired", purge_idempotency_keys),
         Sweep("subscriptions_active_gauge", count_active_subscriptions),

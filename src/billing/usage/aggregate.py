@@ -53,22 +53,23 @@ _WINDOWS = """
 """
 _MARK = "(SELECT rolled_through FROM usage_rollup_state WHERE id = 1)"
 
+# The latest event (by timestamp, then arrival) without sorting: max() over arrays compares
+# them element by element, so max([epoch, id, quantity]) is the latest event's triple.
+_LATEST = "max(ARRAY[extract(epoch FROM {t}), {i}::numeric, {q}])"
+
 _TOTALS = text(
     _WINDOWS  # noqa: S608 (constant SQL)
     + f"""
-    SELECT w.k, 'r' AS source, {_MARK} AS mark, sum(r.events) AS events, sum(r.total) AS total,
-           max(r.peak) AS peak, max(r.latest_at) AS latest_at,
-           (array_agg(r.latest_id ORDER BY r.latest_at DESC, r.latest_id DESC))[1] AS latest_id,
-           (array_agg(r.latest_value ORDER BY r.latest_at DESC, r.latest_id DESC))[1]
-               AS latest_value
+    SELECT w.k, {_MARK} AS mark, sum(r.events) AS events, sum(r.total) AS total,
+           max(r.peak) AS peak,
+           {_LATEST.format(t="r.latest_at", i="r.latest_id", q="r.latest_value")} AS latest
     FROM w JOIN usage_rollups r
         ON r.subscription_id = w.subscription_id AND r.metric = w.metric
        AND r.bucket >= w.start_at AND r.bucket < w.end_at
     GROUP BY w.k
     UNION ALL
-    SELECT w.k, 't', {_MARK}, count(*), sum(e.quantity), max(e.quantity), max(e.occurred_at),
-           (array_agg(e.id ORDER BY e.occurred_at DESC, e.id DESC))[1],
-           (array_agg(e.quantity ORDER BY e.occurred_at DESC, e.id DESC))[1]
+    SELECT w.k, {_MARK}, count(*), sum(e.quantity), max(e.quantity),
+           {_LATEST.format(t="e.occurred_at", i="e.id", q="e.quantity")}
     FROM usage_events e JOIN w
         ON e.subscription_id = w.subscription_id AND e.metric = w.metric
        AND e.occurred_at >= w.start_at AND e.occurred_at < w.end_at
@@ -145,12 +146,12 @@ async def _read(
 def _combine(rows: Sequence[Any], distinct: int) -> Totals:
     if not rows:
         return Totals(distinct=distinct)
-    latest = max(rows, key=lambda r: (r["latest_at"], r["latest_id"]))
+    latest = max(list(r["latest"]) for r in rows)  # [epoch, id, quantity]
     return Totals(
         events=sum(int(r["events"]) for r in rows),
         total=sum((Decimal(r["total"]) for r in rows), ZERO),
         peak=max(Decimal(r["peak"]) for r in rows),
-        latest=Decimal(latest["latest_value"]),
+        latest=Decimal(latest[2]),
         distinct=distinct,
     )
 
@@ -172,16 +173,19 @@ async def ingestion_barrier(engine: AsyncEngine) -> int:
 
 _ROLLUP = text(
     f"""
+    WITH folded AS (
+        SELECT subscription_id, metric, {BUCKET} AS bucket, count(*) AS events,
+               sum(quantity) AS total, max(quantity) AS peak, max(occurred_at) AS latest_at,
+               {_LATEST.format(t="occurred_at", i="id", q="quantity")} AS latest
+        FROM usage_events
+        WHERE id > :start AND id <= :end
+        GROUP BY 1, 2, 3
+    )
     INSERT INTO usage_rollups AS r
         (subscription_id, metric, bucket, events, total, peak, latest_at, latest_id,
          latest_value)
-    SELECT subscription_id, metric, {BUCKET}, count(*), sum(quantity), max(quantity),
-           max(occurred_at),
-           (array_agg(id ORDER BY occurred_at DESC, id DESC))[1],
-           (array_agg(quantity ORDER BY occurred_at DESC, id DESC))[1]
-    FROM usage_events
-    WHERE id > :start AND id <= :end
-    GROUP BY 1, 2, 3
+    SELECT subscription_id, metric, bucket, events, total, peak, latest_at, latest[2], latest[3]
+    FROM folded
     ON CONFLICT (subscription_id, metric, bucket) DO UPDATE SET
         events = r.events + EXCLUDED.events,
         total = r.total + EXCLUDED.total,

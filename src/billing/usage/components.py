@@ -11,9 +11,6 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from billing.catalog.models import MeteredComponent, Plan, plan_price_from_document
 
 Components = Mapping[str, MeteredComponent]
@@ -43,15 +40,18 @@ def metered_components(plan: Plan, currency: str) -> Components:
 
 
 async def components_for(
-    session: AsyncSession, pairs: Iterable[tuple[uuid.UUID, str]]
+    db: Any, pairs: Iterable[tuple[uuid.UUID, str]]
 ) -> dict[tuple[uuid.UUID, str], Components]:
-    """Components per (plan id, currency); reads only the plans not cached yet."""
+    """Components per (plan id, currency); reads only the plans not cached yet (`db` is an
+    asyncpg connection)."""
     wanted = set(pairs)
     found = {pair: _cache[pair] for pair in wanted if pair in _cache}
     missing = {plan_id for plan_id, _ in wanted - found.keys()}
     if missing:
-        rows = await session.execute(select(Plan.id, Plan.prices).where(Plan.id.in_(missing)))
-        prices = {row.id: row.prices for row in rows}
+        rows = await db.fetch(
+            "SELECT id, prices FROM plans WHERE id = ANY($1::uuid[])", list(missing)
+        )
+        prices = {row["id"]: row["prices"] for row in rows}
         for plan_id, currency in wanted - found.keys():
             found[(plan_id, currency)] = _remember(plan_id, currency, prices.get(plan_id, ()))
     return found

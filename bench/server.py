@@ -24,6 +24,7 @@ class Server:
     base_url: str
     api_key: str
     env: dict[str, str]
+    pid: int = 0
 
 
 def _free_port() -> int:
@@ -86,7 +87,7 @@ def running_server(
                 if time.monotonic() > deadline:
                     raise SystemExit("server not ready in 60 s:\n" + log_path.read_text())
                 time.sleep(0.2)
-            yield Server(base_url=base, api_key=key, env=env)
+            yield Server(base_url=base, api_key=key, env=env, pid=proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import statistics
 import time
@@ -119,6 +120,52 @@ async def seed(server: Server, url: str, subs: int) -> list[str]:
     return [row[0] for row in rows]
 
 
+def _cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime per local process (those that cannot be read are left out)."""
+    found = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return found
+
+
+def _spent(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+async def cpu_owners(url: str, server_pid: int) -> tuple[list[int], list[int]]:
+    """The server's processes, and the PostgreSQL backends serving its database."""
+    conn = await asyncpg.connect(libpq_url(url))
+    try:
+        backends = [
+            row[0]
+            for row in await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            )
+        ]
+    finally:
+        await conn.close()
+    return [server_pid, *_children(server_pid)], backends
+
+
 async def drive(
     server: Server, bodies: list[bytes], concurrency: int
 ) -> tuple[int, int, float, list[float]]:
@@ -217,7 +264,11 @@ async def main() -> None:
         await drive(server, [orjson.dumps({"events": b}) for b in warmup], args.concurrency)
         bodies = [orjson.dumps({"events": b}) for b in measured]
 
+        servers, backends = await cpu_owners(url, server.pid)
+        before = (_cpu_seconds(servers), _cpu_seconds(backends), time.process_time())
         accepted, other, elapsed, latencies = await drive(server, bodies, args.concurrency)
+        servers, backends = await cpu_owners(url, server.pid)  # new connections count too
+        after = (_cpu_seconds(servers), _cpu_seconds(backends), time.process_time())
         rate = accepted / elapsed
         q = statistics.quantiles(latencies, n=100)
         print(
@@ -225,6 +276,13 @@ async def main() -> None:
             f"{rate:,.0f} events/s; batch of {args.batch}: p50 {q[49] * 1000:.1f} ms, "
             f"p95 {q[94] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms "
             f"({args.concurrency} in flight, {args.workers} server processes)"
+        )
+        per = 1000 * 1000 / max(accepted, 1)  # ms per 1,000 events
+        print(
+            "CPU per 1,000 events: "
+            f"API processes {_spent(before[0], after[0]) * per:.1f} ms, "
+            f"PostgreSQL backends {_spent(before[1], after[1]) * per:.1f} ms, "
+            f"this client {(after[2] - before[2]) * per:.1f} ms"
         )
         raw = await ceiling(url, measured, connections=2)
         print(

@@ -289,3 +289,35 @@ async def test_usage_permissions(app: FastAPI, client: httpx.AsyncClient) -> Non
     async with http_client(app, await new_api_key(app, Role.SUPPORT_REP)) as support:
         batch = await support.post("/v1/usage/batch", json={"events": [event(sub["id"])]})
         assert batch.status_code == 403
+
+
+async def test_keys_and_properties_are_stored_exactly(client: httpx.AsyncClient, sql: Sql) -> None:
+    sub = await _subscription(
+        client, metered=[graduated(), per_unit("seats", "unique_count", property="user")]
+    )
+    keys = ['a"b', "c\\d", "{x,y}", " spaced ", "NULL", "ключ-🔑", "'quoted'"]
+    events = [event(sub["id"], idempotency_key=k, timestamp=NOW) for k in keys]
+    events.append(
+        event(
+            sub["id"],
+            "seats",
+            idempotency_key="props",
+            timestamp=NOW,
+            properties={"user": 'o"hara\\', "nested": {"list": [1, 2.5, None, "x,y"]}},
+        )
+    )
+    events.append(event(sub["id"], idempotency_key="nul\x00key"))
+    events.append(event(sub["id"], idempotency_key="nul-prop", properties={"a": "x\x00y"}))
+    answer = await send_batch(client, events)
+    assert [(r["status"], r.get("field")) for r in answer["results"]] == [
+        ("accepted", None)
+    ] * 8 + [("rejected", "idempotency_key"), ("rejected", "properties")]
+    stored = await sql("SELECT idempotency_key FROM usage_events ORDER BY id")
+    assert [row[0] for row in stored] == [*keys, "props"]
+    [(properties, unique)] = await sql(
+        "SELECT properties, unique_value FROM usage_events WHERE idempotency_key = 'props'"
+    )
+    assert properties == {"user": 'o"hara\\', "nested": {"list": [1, 2.5, None, "x,y"]}}
+    assert unique == 'o"hara\\'
+    again = await send_batch(client, events[:8])
+    assert again["duplicates"] == 8

@@ -1,13 +1,15 @@
-"""API shapes of usage metering.
+"""API shapes of usage metering, and the parsing of usage events.
 
-A batch is validated in one pass by a `TypeAdapter` over plain dicts (no model instance per
-event: a 1,000-event body costs about 1 ms this way, against 3.5 ms with one model per event).
-Only when that pass fails does each event get validated on its own, so that one bad event is
-reported at its index and the others are still recorded.
+Events stay plain dicts (no model instance per event). A batch body is read by orjson, and
+each event of the common shape is checked by a few C-level tests (`parse_event`); any other
+event goes through a pydantic `TypeAdapter`, which decides and words the errors. Measured on
+a 1,000-event body: 0.2 ms to read, about 0.5 ms more to check this way, against 1.6 ms for
+the adapter over the whole body and 3.5 ms with one model instance per event.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -28,6 +30,7 @@ from billing.http.types import DecimalOut
 MAX_BATCH = 10_000
 MAX_PROPERTIES_BYTES = 4096
 MAX_KEY_LENGTH = 255
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 # Hex UUIDs with or without hyphens; ids stay strings until PostgreSQL reads them.
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$"
 
@@ -53,18 +56,12 @@ class EventIn(TypedDict):
     metric: Annotated[str, Field(pattern=METRIC_PATTERN)]
     quantity: Quantity
     timestamp: NotRequired[AwareDatetime | None]
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH)]
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=MAX_KEY_LENGTH, pattern=NO_NUL)]
     properties: NotRequired[dict[str, Any] | None]
 
 
-class BatchIn(TypedDict):
-    __pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[misc]
-
-    events: Annotated[list[EventIn], Field(min_length=1, max_length=MAX_BATCH)]
-
-
 _EVENT = TypeAdapter(EventIn)
-_BATCH = TypeAdapter(BatchIn)
+_JSON: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 class UsageEventCreate(BaseModel):
@@ -83,6 +80,7 @@ class UsageEventCreate(BaseModel):
     idempotency_key: str = Field(
         min_length=1,
         max_length=MAX_KEY_LENGTH,
+        pattern=NO_NUL,
         description="Unique per event: a resent event with the same key is counted once.",
     )
     properties: dict[str, Any] | None = Field(
@@ -206,37 +204,89 @@ def _invalid(exc: ValidationError) -> Invalid:
     return Invalid(message=message, field=field)
 
 
-def parse_event(value: Any) -> EventIn | Invalid:
+def _validated(value: Any) -> EventIn | Invalid:
     try:
-        return _EVENT.validate_python(value)
+        event = _EVENT.validate_python(value)
     except ValidationError as exc:
         return _invalid(exc)
+    # Ids leave parsing in canonical form (lower case, hyphens), as PostgreSQL prints them.
+    event["subscription_id"] = str(uuid.UUID(event["subscription_id"]))
+    return event
+
+
+_FIELDS = frozenset(EventIn.__annotations__)
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_METRIC = re.compile(METRIC_PATTERN)
+_RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-]\d\d:\d\d)\Z")
+_MAX_WHOLE = 10**20
+
+
+def parse_event(value: Any) -> EventIn | Invalid:
+    """One event as parsed JSON: checked, with quantity and timestamp converted.
+
+    The common shape (canonical id, integer quantity, RFC 3339 timestamp) is checked here
+    in a few C-level operations; anything else goes to the TypeAdapter, which has the last
+    word and the error messages. The fast path accepts only what the adapter accepts, with
+    the same values, so a batch is judged the same way whichever path each event takes.
+    """
+    if type(value) is dict and value.keys() <= _FIELDS:
+        sub_id = value.get("subscription_id")
+        metric = value.get("metric")
+        quantity = value.get("quantity")
+        key = value.get("idempotency_key")
+        timestamp = value.get("timestamp")
+        properties = value.get("properties")
+        if (
+            type(sub_id) is str
+            and _CANONICAL_UUID.match(sub_id)
+            and type(metric) is str
+            and _METRIC.match(metric)
+            and type(quantity) is int
+            and 0 <= quantity < _MAX_WHOLE
+            and type(key) is str
+            and 0 < len(key) <= MAX_KEY_LENGTH
+            and "\x00" not in key
+            and (properties is None or type(properties) is dict)
+        ):
+            if timestamp is None:
+                value["quantity"] = Decimal(quantity)
+                return value  # type: ignore[return-value]
+            if type(timestamp) is str and _RFC3339.match(timestamp):
+                try:
+                    value["timestamp"] = datetime.fromisoformat(timestamp)
+                except ValueError:  # 24:00, 23:59:60, Feb 30 ...: let the adapter say so
+                    pass
+                else:
+                    value["quantity"] = Decimal(quantity)
+                    return value  # type: ignore[return-value]
+    return _validated(value)
+
+
+def _document(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses a few valid documents (integers beyond 64 bits): let pydantic judge.
+    try:
+        return _JSON.validate_json(body)
+    except ValidationError as exc:
+        raise MalformedBody("The request body is not valid JSON.") from exc
 
 
 def parse_event_json(body: bytes) -> EventIn:
     """One event (`POST /v1/usage`); any problem is a 422 for the request."""
-    try:
-        return _EVENT.validate_json(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        if first["type"] == "json_invalid":
-            raise MalformedBody("The request body is not valid JSON.") from exc
-        invalid = _invalid(exc)
+    event = parse_event(_document(body))
+    if isinstance(event, Invalid):
         raise ValidationFailed(
-            invalid.message, param=invalid.field or "body", extra={"reason": Reason.INVALID.value}
-        ) from exc
+            event.message, param=event.field or "body", extra={"reason": Reason.INVALID.value}
+        )
+    return event
 
 
 def parse_batch(body: bytes) -> list[EventIn | Invalid]:
     """The events of a batch body, each parsed or `Invalid`; a bad envelope raises."""
-    try:
-        return list(_BATCH.validate_json(body)["events"])
-    except ValidationError:
-        pass  # find out which events are at fault, below
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedBody("The request body is not valid JSON.") from exc
+    data = _document(body)
     if (
         not isinstance(data, dict)
         or set(data) != {"events"}
@@ -265,4 +315,6 @@ def properties_json(properties: dict[str, Any] | None) -> str | None:
         raise ValueError(
             f"properties: {len(encoded)} bytes of JSON, more than {MAX_PROPERTIES_BYTES}"
         )
+    if b"\\u0000" in encoded:
+        raise ValueError("properties: text must not contain NUL characters")
     return encoded.decode()

@@ -166,9 +166,9 @@ def _quoted(values: Sequence[str]) -> str:
     return '{"' + '","'.join(values) + '"}'
 
 
-def _json_array(values: Sequence[str | None], *, raw: bool) -> str | None:
+def _json_array(values: list[str | None], *, raw: bool) -> str | None:
     """A JSON array of the values (JSON texts when `raw`, else strings); None if all are."""
-    if all(value is None for value in values):
+    if values.count(None) == len(values):
         return None
     if raw:
         return orjson.dumps([None if v is None else orjson.Fragment(v) for v in values]).decode()
@@ -203,7 +203,7 @@ async def record_events(
     db = await _driver(session)
     async with db.transaction():
         await _record(db, events, results, sub_ids, clock.now(), future_tolerance, late_days)
-    assert all(result is not None for result in results)
+    assert None not in results
     return results  # type: ignore[return-value]
 
 

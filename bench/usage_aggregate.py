@@ -4,7 +4,8 @@
 
 Starts `billing serve --no-worker` (loopback; an embedded PostgreSQL in a temporary directory
 unless --database-url is given), creates a subscription on a metered plan through the API,
-writes N events for it straight into `usage_events` (generate_series; this is the slow part),
+moves its current period to have started 29 days ago, writes N events spread over those
+29 days straight into `usage_events` (generate_series; this is the slow part),
 folds them into the rollups with the worker's rollup code, then times
 GET /v1/subscriptions/{id}/usage over HTTP: once with everything rolled up, once with a tail
 of events the rollup has not reached yet (what the summary reads from the log). For
@@ -18,7 +19,8 @@ import argparse
 import asyncio
 import statistics
 import time
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +62,7 @@ FILL = """
 """
 
 
-async def subscribe(server: Server) -> tuple[str, datetime]:
+async def subscribe(server: Server) -> str:
     headers = {"Authorization": f"Bearer {server.api_key}"}
     async with aiohttp.ClientSession(base_url=server.base_url, headers=headers) as http:
         async with http.post("/v1/plans", json=PLAN) as response:
@@ -71,8 +73,29 @@ async def subscribe(server: Server) -> tuple[str, datetime]:
         async with http.post("/v1/subscriptions", json=body) as response:
             sub = await response.json()
             assert response.status == 201, sub
-    start = datetime.fromisoformat(sub["current_period_start"]).replace(tzinfo=UTC)
-    return sub["id"], start
+    sub_id: str = sub["id"]
+    return sub_id
+
+
+async def backdate(url: str, sub_id: str) -> datetime:
+    """Start the subscription's current period 29 days ago: a month of quarter-hour buckets."""
+    today = datetime.now(UTC).date()
+    start = today - timedelta(days=29)
+    end = date(start.year + (start.month == 12), start.month % 12 + 1, start.day)
+    conn = await asyncpg.connect(libpq_url(url))
+    try:
+        await conn.execute(
+            "UPDATE subscriptions SET start_date = $2, cycle_anchor = $2, "
+            "current_period_start = $2, current_period_end = $3, next_action_at = $4 "
+            "WHERE id = $1",
+            uuid.UUID(sub_id),
+            start,
+            end,
+            datetime(end.year, end.month, end.day, tzinfo=UTC),
+        )
+    finally:
+        await conn.close()
+    return datetime(start.year, start.month, start.day, tzinfo=UTC)
 
 
 async def fill(
@@ -145,7 +168,8 @@ async def main() -> None:
             from billing.db.embedded import start_embedded
 
             url = start_embedded(Path(server.env["BILLING_DATA_DIR"]))
-        sub_id, start = await subscribe(server)
+        sub_id = await subscribe(server)
+        start = await backdate(url, sub_id)
         now = datetime.now(UTC)
 
         began = time.perf_counter()

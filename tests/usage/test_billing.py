@@ -6,10 +6,15 @@ cents ($40.00). Each metric's charge is rounded once, half up.
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 
+from billing.runtime import Runtime
+from billing.usage.aggregate import INGEST_LOCK
 from tests.conftest import Sql
 from tests.factories.billing import (
     account_on_clock,
@@ -301,4 +306,47 @@ async def test_usage_in_a_trial_is_recorded_but_not_billed(client: httpx.AsyncCl
             ("subscription", "Pro (2026-04-24 to 2026-05-23)", "1", 2900),
             ("usage", "api_calls usage (2026-03-24 to 2026-04-23)", "30", 30),
         ],
+    ]
+
+
+async def test_events_written_while_the_renewal_runs_are_billed_after_it(
+    client: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    """An ingestion that read the subscription before the renewal committed may write into
+    the period the renewal just billed. The check after the renewal waits for it (the
+    ingestion barrier) and bills what it wrote."""
+    clock_id, sub = await _setup(client, [per_unit("api_calls")])
+    await advance(client, clock_id, PERIOD_END)
+    await accept_all(client, [event(sub["id"], quantity=100, timestamp="2026-04-09T12:00:00Z")])
+
+    # An ingestion in flight: it holds the ingestion lock and has written an event for the
+    # closing period, but has not committed yet.
+    async with runtime.engine.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
+        in_flight = raw.transaction()
+        await in_flight.start()
+        await raw.execute("SELECT pg_advisory_xact_lock_shared($1)", INGEST_LOCK)
+        await raw.execute(
+            "INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at, "
+            "idempotency_key, received_at) VALUES ($1, 'api_calls', 7, $2, 'racing', $2)",
+            uuid.UUID(sub["id"]),
+            datetime(2026, 4, 9, 23, 59, tzinfo=UTC),
+        )
+        renewal = asyncio.create_task(advance(client, clock_id, "2026-04-10T00:30:00Z"))
+        await asyncio.sleep(1)  # the renewal is billed and waits at the barrier
+        assert not renewal.done()
+        await in_flight.commit()
+        await renewal
+
+    invoices = await invoices_of(client, sub["id"])
+    assert lines(invoices[1])[1] == (
+        "usage",
+        "api_calls usage (2026-03-10 to 2026-04-09)",
+        "100",
+        100,
+    )
+    # The racing event, billed by the check that follows the renewal: 107 - 100 = 7
+    assert lines(invoices[2]) == [
+        ("usage", "api_calls late usage (2026-03-10 to 2026-04-09)", "7", 7)
     ]

@@ -42,20 +42,23 @@ class MetricWindow:
     start_at: datetime
     end_at: datetime
     distinct: bool = False  # also count the distinct unique_count values
+    latest: bool = False  # also find the latest value
 
 
 _WINDOWS = """
     WITH w AS (
         SELECT * FROM unnest(CAST(:subs AS uuid[]), CAST(:metrics AS text[]),
-                             CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]))
-            WITH ORDINALITY AS w(subscription_id, metric, start_at, end_at, k)
+                             CAST(:starts AS timestamptz[]), CAST(:ends AS timestamptz[]),
+                             CAST(:latest AS boolean[]))
+            WITH ORDINALITY AS w(subscription_id, metric, start_at, end_at, latest, k)
     )
 """
 _MARK = "(SELECT rolled_through FROM usage_rollup_state WHERE id = 1)"
 
 # The latest event (by timestamp, then arrival) without sorting: max() over arrays compares
 # them element by element, so max([epoch, id, quantity]) is the latest event's triple.
-_LATEST = "max(ARRAY[extract(epoch FROM {t}), {i}::numeric, {q}])"
+# It costs as much as the rest of a read, so it is only computed where asked for.
+_LATEST = "max(ARRAY[extract(epoch FROM {t}), {i}::numeric, {q}]) FILTER (WHERE w.latest)"
 
 _TOTALS = text(
     _WINDOWS  # noqa: S608 (constant SQL)
@@ -73,7 +76,7 @@ _TOTALS = text(
     FROM usage_events e JOIN w
         ON e.subscription_id = w.subscription_id AND e.metric = w.metric
        AND e.occurred_at >= w.start_at AND e.occurred_at < w.end_at
-    WHERE e.id > :mark
+    WHERE e.id > :mark AND e.subscription_id = ANY(CAST(:subs AS uuid[]))
     GROUP BY w.k
     """  # noqa: S608 (constant SQL)
 )
@@ -103,6 +106,7 @@ def _params(windows: Sequence[MetricWindow], mark: int) -> dict[str, Any]:
         "metrics": [w.metric for w in windows],
         "starts": [w.start_at for w in windows],
         "ends": [w.end_at for w in windows],
+        "latest": [w.latest for w in windows],
         "mark": mark,
     }
 
@@ -146,12 +150,12 @@ async def _read(
 def _combine(rows: Sequence[Any], distinct: int) -> Totals:
     if not rows:
         return Totals(distinct=distinct)
-    latest = max(list(r["latest"]) for r in rows)  # [epoch, id, quantity]
+    latest = max((list(r["latest"]) for r in rows if r["latest"] is not None), default=None)
     return Totals(
         events=sum(int(r["events"]) for r in rows),
         total=sum((Decimal(r["total"]) for r in rows), ZERO),
         peak=max(Decimal(r["peak"]) for r in rows),
-        latest=Decimal(latest[2]),
+        latest=ZERO if latest is None else Decimal(latest[2]),  # [epoch, id, quantity]
         distinct=distinct,
     )
 
@@ -176,7 +180,7 @@ _ROLLUP = text(
     WITH folded AS (
         SELECT subscription_id, metric, {BUCKET} AS bucket, count(*) AS events,
                sum(quantity) AS total, max(quantity) AS peak, max(occurred_at) AS latest_at,
-               {_LATEST.format(t="occurred_at", i="id", q="quantity")} AS latest
+               max(ARRAY[extract(epoch FROM occurred_at), id::numeric, quantity]) AS latest
         FROM usage_events
         WHERE id > :start AND id <= :end
         GROUP BY 1, 2, 3

@@ -142,6 +142,7 @@ def _metric_windows(
             start_at,
             end_at,
             distinct=component.aggregation is Aggregation.UNIQUE_COUNT,
+            latest=component.aggregation is Aggregation.LATEST,
         )
         for metric, component in components.items()
     ]

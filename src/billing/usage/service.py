@@ -149,7 +149,12 @@ async def usage_summary(
     components = metered_components(plan, sub.currency)
     windows = [
         MetricWindow(
-            sub.id, c.metric, start_at, end_at, distinct=c.aggregation is Aggregation.UNIQUE_COUNT
+            sub.id,
+            c.metric,
+            start_at,
+            end_at,
+            distinct=c.aggregation is Aggregation.UNIQUE_COUNT,
+            latest=c.aggregation is Aggregation.LATEST,
         )
         for c in components.values()
     ]

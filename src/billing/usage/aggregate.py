@@ -116,14 +116,24 @@ async def totals(session: AsyncSession, windows: Sequence[MetricWindow]) -> list
     if not windows:
         return []
     # The tail is found through the primary key (ids above the watermark); a generic plan
-    # would not know how few those are.
-    await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    for _ in range(10):
-        mark = int(await session.scalar(text(f"SELECT coalesce({_MARK}, 0)")) or 0)
-        found = await _read(session, windows, mark)
-        if found is not None:
-            return found
-    raise RuntimeError("the usage rollup kept moving while reading totals")
+    # would not know how few those are. The caller's setting is put back afterwards.
+    before = await session.scalar(
+        text(
+            "SELECT current_setting('plan_cache_mode'), "
+            "set_config('plan_cache_mode', 'force_custom_plan', true)"
+        )
+    )
+    try:
+        for _ in range(10):
+            mark = int(await session.scalar(text(f"SELECT coalesce({_MARK}, 0)")) or 0)
+            found = await _read(session, windows, mark)
+            if found is not None:
+                return found
+        raise RuntimeError("the usage rollup kept moving while reading totals")
+    finally:
+        await session.execute(
+            text("SELECT set_config('plan_cache_mode', :value, true)"), {"value": before}
+        )
 
 
 async def _read(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -11,7 +12,9 @@ import pytest
 from fastapi import FastAPI
 
 from billing.auth.permissions import Role
-from tests.conftest import Sql, http_client, new_api_key
+from billing.clock import FrozenClock
+from tests.conftest import Sql, http_client, new_api_key, runtime_of
+from tests.factories.accounts import create_account
 from tests.factories.billing import account_on_clock, create_test_clock, subscribe
 from tests.factories.usage import (
     event,
@@ -321,3 +324,45 @@ async def test_keys_and_properties_are_stored_exactly(client: httpx.AsyncClient,
     assert unique == 'o"hara\\'
     again = await send_batch(client, events[:8])
     assert again["duplicates"] == 8
+
+
+async def test_period_bounds_are_exact_without_test_clocks(make_app: Any) -> None:
+    """Without test clocks, ingestion reads an account only for events near a period bound;
+    those must still be judged by the exact local midnight (here Kathmandu, UTC+05:45)."""
+    clock = FrozenClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    app: FastAPI = make_app(clock=clock)
+    async with http_client(app, await new_api_key(app)) as client:
+        await metered_plan(client, [per_unit("api_calls")])
+        account = await create_account(client, timezone="Asia/Kathmandu")
+        sub = await subscribe(client, account["id"], trial_days=0)
+        ending = await subscribe(client, account["id"], trial_days=0)
+        # The period began at local midnight of Mar 10: 2026-03-09T18:15:00Z.
+        answer = await send_batch(
+            client,
+            [
+                event(sub["id"], timestamp="2026-03-09T18:14:59Z"),
+                event(sub["id"], timestamp="2026-03-09T18:15:00Z"),
+                event(sub["id"], timestamp="2026-03-10T11:00:00Z"),
+            ],
+        )
+        assert [r.get("reason") for r in answer["results"]] == ["period_not_billable", None, None]
+
+        # Canceled at period end: usage is taken up to local midnight of Apr 10.
+        assert (await client.delete(f"/v1/subscriptions/{ending['id']}")).status_code == 200
+        clock.set(datetime(2026, 4, 9, 18, 13, tzinfo=UTC))
+        answer = await send_batch(
+            client,
+            [
+                event(ending["id"], timestamp="2026-04-09T18:14:59Z"),
+                event(ending["id"], timestamp="2026-04-09T18:15:00Z"),
+            ],
+        )
+        assert [r.get("reason") for r in answer["results"]] == [None, "subscription_canceled"]
+
+        # After the renewal, the last minute of the old period is late usage, not current.
+        clock.set(datetime(2026, 4, 9, 19, 0, tzinfo=UTC))
+        await runtime_of(app).worker().run_due()
+        answer = await send_batch(client, [event(sub["id"], timestamp="2026-04-09T18:14:00Z")])
+        assert answer["results"][0]["status"] == "accepted"
+        assert values(await usage_of(client, sub["id"], "previous")) == {"api_calls": ("3", 3)}
+        assert values(await usage_of(client, sub["id"])) == {"api_calls": ("0", 0)}

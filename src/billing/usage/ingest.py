@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -41,13 +41,17 @@ from billing.usage.schemas import EventIn, EventStatus, Invalid, Reason, propert
 
 Result = dict[str, Any]
 
-_FACTS = """
+_SUBSCRIPTIONS = """
     SELECT s.id::text AS id, s.status, s.plan_id, s.currency, s.current_period_start,
-           s.current_period_end, s.cancel_at_period_end, a.timezone, c.frozen_time
+           s.current_period_end, s.cancel_at_period_end, s.account_id,
+           (SELECT EXISTS (SELECT 1 FROM test_clocks)) AS clocks
     FROM subscriptions s
-    JOIN accounts a ON a.id = s.account_id
-    LEFT JOIN test_clocks c ON c.id = a.test_clock_id
     WHERE s.id = ANY($1::text::uuid[])
+"""
+_ACCOUNTS = """
+    SELECT a.id, a.timezone, c.frozen_time
+    FROM accounts a LEFT JOIN test_clocks c ON c.id = a.test_clock_id
+    WHERE a.id = ANY($1::uuid[])
 """
 _BILLED_PERIODS = """
     SELECT l.i, p.id, p.start_at, p.end_at
@@ -218,7 +222,7 @@ async def _record(
 ) -> None:
     # Held until commit: the rollup's barrier waits for this transaction (see `aggregate`).
     await db.execute("SELECT pg_advisory_xact_lock_shared($1)", INGEST_LOCK)
-    facts = await _facts(db, {s for s in sub_ids if s is not None}, system_now)
+    facts = await _facts(db, events, sub_ids, system_now)
 
     rows: list[_Row] = []  # events that pass the checks
     late: list[_Row] = []
@@ -358,23 +362,98 @@ def _incoming(row: _Row) -> dict[str, Any]:
     }
 
 
-async def _facts(db: Any, sub_ids: set[str], system_now: datetime) -> dict[str, Facts]:
-    if not sub_ids:
+# A local midnight is within this much of midnight UTC of the same date (offsets in use run
+# from -12:00 to +14:00; an hour more either way).
+_BEFORE_UTC = timedelta(hours=15)
+_AFTER_UTC = timedelta(hours=13)
+
+
+def _utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _bound(day: date | None, timezone: str | None) -> datetime | None:
+    """A period bound's instant: exact with the time zone, else its stand-in (see _facts)."""
+    if day is None:
+        return None
+    return _utc_midnight(day) if timezone is None else _midnight(day, timezone)
+
+
+async def _facts(
+    db: Any,
+    events: Sequence[EventIn | Invalid],
+    sub_ids: Sequence[str | None],
+    system_now: datetime,
+) -> dict[str, Facts]:
+    """What the checks need per subscription, in one query (two when some need more).
+
+    The account is read only where it matters: when test clocks exist (its clock's "now"),
+    and for subscriptions with an event within a day of a period bound (the exact instant
+    of a local midnight needs the time zone). Elsewhere midnight UTC of the bound's date
+    stands in for it: no event lies between the two, so every comparison comes out the same.
+    """
+    wanted = {sub_id for sub_id in sub_ids if sub_id is not None}
+    if not wanted:
         return {}
-    rows = await db.fetch(_FACTS, _array(list(sub_ids)))
+    rows = await db.fetch(_SUBSCRIPTIONS, _array(list(wanted)))
+    if not rows:
+        return {}
     components = await components_for(db, {(row[2], row[3]) for row in rows})
+    if rows[0]["clocks"]:
+        need = {row[7] for row in rows}
+    else:
+        need = _accounts_near_bounds(rows, events, sub_ids, system_now)
+    accounts = (
+        {row[0]: (row[1], row[2]) for row in await db.fetch(_ACCOUNTS, list(need))} if need else {}
+    )
+
     facts: dict[str, Facts] = {}
-    # Unpacked in the order of the _FACTS columns (1,000 rows a batch: no per-key lookups).
-    for sub_id, status, plan_id, currency, start, end, cancels, timezone, frozen in rows:
+    # Unpacked in the order of the columns (1,000 rows a batch: no per-key lookups).
+    for sub_id, status, plan_id, currency, start, end, cancels, account_id, _ in rows:
+        account = accounts.get(account_id)
+        timezone, frozen = (None, None) if account is None else account
         facts[sub_id] = Facts(
             status,
             components[(plan_id, currency)],
             frozen or system_now,
-            None if start is None else _midnight(start, timezone),
-            None if end is None else _midnight(end, timezone),
+            _bound(start, timezone),
+            _bound(end, timezone),
             cancels,
         )
     return facts
+
+
+def _accounts_near_bounds(
+    rows: Sequence[Any],
+    events: Sequence[EventIn | Invalid],
+    sub_ids: Sequence[str | None],
+    system_now: datetime,
+) -> set[Any]:
+    """Accounts of subscriptions with an event within a day of one of their period bounds."""
+    bounds: dict[str, tuple[Any, datetime, datetime, datetime | None, datetime | None]] = {}
+    for sub_id, _, _, _, start, end, cancels, account_id, _ in rows:
+        if start is None:
+            continue
+        at_start = _utc_midnight(start)
+        at_end = _utc_midnight(end) if cancels and end is not None else None
+        bounds[sub_id] = (
+            account_id,
+            at_start - _BEFORE_UTC,
+            at_start + _AFTER_UTC,
+            None if at_end is None else at_end - _BEFORE_UTC,
+            None if at_end is None else at_end + _AFTER_UTC,
+        )
+    need = set()
+    for index, event in enumerate(events):
+        found = bounds.get(sub_ids[index] or "")
+        if found is None:
+            continue
+        assert not isinstance(event, Invalid)
+        at = event.get("timestamp") or system_now
+        account_id, low, high, end_low, end_high = found
+        if low <= at < high or (end_low is not None and end_low <= at < end_high):  # type: ignore[operator]
+            need.add(account_id)
+    return need
 
 
 async def _late(

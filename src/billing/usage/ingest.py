@@ -1,10 +1,10 @@
 """Recording usage events: a whole batch with a handful of statements.
 
 One transaction per batch: the shared ingestion lock (see `aggregate`), one query for the
-batch's subscriptions (with their account's clock), one `INSERT … SELECT FROM unnest …
-ON CONFLICT DO NOTHING RETURNING` for the accepted events, and only when needed a look at
-the periods late events belong to and at the stored events whose keys came back as taken.
-The hot path talks to asyncpg directly: no ORM object and no per-row statement.
+batch's subscriptions (their accounts only where needed, see `_facts`), one `INSERT … SELECT
+FROM unnest … ON CONFLICT DO NOTHING` for the accepted events, and only when needed a look
+at the periods late events belong to and at the stored events whose keys came back as
+taken. The hot path talks to asyncpg directly: no ORM object and no per-row statement.
 
 Idempotency rests on the unique index on `idempotency_key`: when the same key arrives in
 concurrent requests, PostgreSQL lets one insert win and makes the others wait for it, so the
@@ -368,8 +368,16 @@ _BEFORE_UTC = timedelta(hours=15)
 _AFTER_UTC = timedelta(hours=13)
 
 
+@lru_cache(maxsize=4096)
 def _utc_midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def _near(day: date) -> tuple[datetime, datetime]:
+    """The instants between which the local midnight of `day` lies, whatever the zone."""
+    at = _utc_midnight(day)
+    return at - _BEFORE_UTC, at + _AFTER_UTC
 
 
 def _bound(day: date | None, timezone: str | None) -> datetime | None:
@@ -430,19 +438,11 @@ def _accounts_near_bounds(
     system_now: datetime,
 ) -> set[Any]:
     """Accounts of subscriptions with an event within a day of one of their period bounds."""
-    bounds: dict[str, tuple[Any, datetime, datetime, datetime | None, datetime | None]] = {}
+    bounds: dict[str, tuple[Any, tuple[datetime, datetime], tuple[datetime, datetime] | None]] = {}
     for sub_id, _, _, _, start, end, cancels, account_id, _ in rows:
-        if start is None:
-            continue
-        at_start = _utc_midnight(start)
-        at_end = _utc_midnight(end) if cancels and end is not None else None
-        bounds[sub_id] = (
-            account_id,
-            at_start - _BEFORE_UTC,
-            at_start + _AFTER_UTC,
-            None if at_end is None else at_end - _BEFORE_UTC,
-            None if at_end is None else at_end + _AFTER_UTC,
-        )
+        if start is not None:
+            ending = _near(end) if cancels and end is not None else None
+            bounds[sub_id] = (account_id, _near(start), ending)
     need = set()
     for index, event in enumerate(events):
         found = bounds.get(sub_ids[index] or "")
@@ -450,8 +450,8 @@ def _accounts_near_bounds(
             continue
         assert not isinstance(event, Invalid)
         at = event.get("timestamp") or system_now
-        account_id, low, high, end_low, end_high = found
-        if low <= at < high or (end_low is not None and end_low <= at < end_high):  # type: ignore[operator]
+        account_id, (low, high), ending = found
+        if low <= at < high or (ending is not None and ending[0] <= at < ending[1]):
             need.add(account_id)
     return need
 

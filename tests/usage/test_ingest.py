@@ -366,3 +366,18 @@ async def test_period_bounds_are_exact_without_test_clocks(make_app: Any) -> Non
         assert answer["results"][0]["status"] == "accepted"
         assert values(await usage_of(client, sub["id"], "previous")) == {"api_calls": ("3", 3)}
         assert values(await usage_of(client, sub["id"])) == {"api_calls": ("0", 0)}
+
+
+async def test_openapi_documents_the_usage_bodies(client: httpx.AsyncClient) -> None:
+    spec = (await client.get("/openapi.json")).json()
+    batch = spec["paths"]["/v1/usage/batch"]["post"]["requestBody"]["content"]["application/json"]
+    assert batch["schema"]["properties"]["events"]["maxItems"] == 10_000
+    assert batch["schema"]["examples"][0]["events"][0]["metric"] == "api_calls"
+    one = spec["paths"]["/v1/usage"]["post"]["requestBody"]["content"]["application/json"]
+    assert set(one["schema"]["required"]) == {
+        "subscription_id",
+        "metric",
+        "quantity",
+        "idempotency_key",
+    }
+    assert "/v1/subscriptions/{sub_id}/usage" in spec["paths"]

@@ -54,16 +54,14 @@ def running_server(
         migrated = subprocess.run([BILLING, "migrate"], env=env, capture_output=True, check=False)
         if migrated.returncode != 0:
             raise SystemExit(migrated.stdout.decode() + migrated.stderr.decode())
-        key = (
-            subprocess.run(
-                [BILLING, "apikey", "create", "--role", "super_admin", "--name", "bench"],
-                env=env,
-                capture_output=True,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
+        created = subprocess.run(
+            [BILLING, "apikey", "create", "--role", "super_admin", "--name", "bench"],
+            env=env,
+            capture_output=True,
+            check=True,
         )
+        # The secret is the last line: log lines (the embedded server starting) may precede it.
+        key = created.stdout.decode().strip().splitlines()[-1]
         port = _free_port()
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:

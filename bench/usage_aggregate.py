@@ -165,9 +165,11 @@ async def main() -> None:
     with running_server(database_url=args.database_url, workers=1) as server:
         url = args.database_url
         if url is None:
-            from billing.db.embedded import start_embedded
+            from billing.db.embedded import DATABASE_NAME, embedded_server, server_url
 
-            url = start_embedded(Path(server.env["BILLING_DATA_DIR"]))
+            # The server's embedded PostgreSQL (joined, not started again).
+            data_dir = Path(server.env["BILLING_DATA_DIR"])
+            url = server_url(embedded_server(data_dir), DATABASE_NAME)
         sub_id = await subscribe(server)
         start = await backdate(url, sub_id)
         now = datetime.now(UTC)

@@ -239,7 +239,7 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=400_000, help="events measured")
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--subs", type=int, default=10_000)
-    parser.add_argument("--concurrency", type=int, default=6, help="batches in flight")
+    parser.add_argument("--concurrency", type=int, default=4, help="batches in flight")
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     parser.add_argument("--rounds", type=int, default=4, help="API / ceiling turns")
     args = parser.parse_args()

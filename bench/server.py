@@ -24,6 +24,7 @@ class Server:
     base_url: str
     api_key: str
     env: dict[str, str]
+    pid: int = 0
 
 
 def _free_port() -> int:
@@ -53,16 +54,14 @@ def running_server(
         migrated = subprocess.run([BILLING, "migrate"], env=env, capture_output=True, check=False)
         if migrated.returncode != 0:
             raise SystemExit(migrated.stdout.decode() + migrated.stderr.decode())
-        key = (
-            subprocess.run(
-                [BILLING, "apikey", "create", "--role", "super_admin", "--name", "bench"],
-                env=env,
-                capture_output=True,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
+        created = subprocess.run(
+            [BILLING, "apikey", "create", "--role", "super_admin", "--name", "bench"],
+            env=env,
+            capture_output=True,
+            check=True,
         )
+        # The secret is the last line: log lines (the embedded server starting) may precede it.
+        key = created.stdout.decode().strip().splitlines()[-1]
         port = _free_port()
         log_path = Path(tmp) / "server.log"
         with log_path.open("wb") as log:
@@ -86,7 +85,7 @@ def running_server(
                 if time.monotonic() > deadline:
                     raise SystemExit("server not ready in 60 s:\n" + log_path.read_text())
                 time.sleep(0.2)
-            yield Server(base_url=base, api_key=key, env=env)
+            yield Server(base_url=base, api_key=key, env=env, pid=proc.pid)
         finally:
             proc.send_signal(signal.SIGTERM)
             try:

@@ -94,6 +94,7 @@ SEEDED = {
     "notification_cursors": (
         "UPDATE notification_cursors SET last_seq = 0, gap_seq = NULL, gap_xmax = NULL"
     ),
+    "usage_rollup_state": "UPDATE usage_rollup_state SET rolled_through = 0",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -68,6 +69,12 @@ class Settings(BaseSettings):
     # Subscriptions: a paused subscription is canceled after this many days.
     pause_max_days: int = Field(default=90, ge=1)
 
+    # Usage metering: how far in the future an event's timestamp may be, and how many days
+    # after a period was invoiced its late events are still accepted (on a supplemental
+    # invoice). The tolerance is seconds ("300") or an ISO 8601 duration ("PT5M").
+    usage_future_tolerance: timedelta = Field(default=timedelta(minutes=5), ge=timedelta(0))
+    usage_late_days: int = Field(default=7, ge=0, le=366)
+
     # Invoices.
     invoice_number_prefix: str = Field(default="INV-", max_length=16)
 
@@ -117,6 +124,13 @@ class Settings(BaseSettings):
     @classmethod
     def _dunning(cls, value: str) -> str:
         dunning_steps(value)
+        return value
+
+    @field_validator("usage_future_tolerance", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
         return value
 
     @field_validator(

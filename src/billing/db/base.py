@@ -43,5 +43,6 @@ def import_all_models() -> None:
     from billing.payments import models as _payments  # noqa: F401
     from billing.subscriptions import models as _subscriptions  # noqa: F401
     from billing.tax import models as _tax  # noqa: F401
+    from billing.usage import models as _usage  # noqa: F401
     from billing.webhooks import models as _webhooks  # noqa: F401
     from billing.worker import models as _worker  # noqa: F401

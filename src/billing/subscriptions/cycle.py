@@ -35,6 +35,7 @@ from billing.subscriptions.state import (
     subscription_read,
     terms_of,
 )
+from billing.usage.billing import UsageWindow, closing_window, usage_lines, with_usage_lines
 
 WORKER_ACTOR = "worker"
 
@@ -164,6 +165,7 @@ async def run_due_steps(
         return terms[(plan.id, currency)]
 
     drafts: list[DraftInvoice] = []
+    windows: list[UsageWindow] = []  # closing periods whose usage is billed (in arrears)
     updates: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
@@ -209,6 +211,12 @@ async def run_due_steps(
         if step.kind is StepKind.CANCEL:
             columns["canceled_at"] = sub.canceled_at or at
             columns["ended_at"] = at
+        # Bill the closing period's usage, read before the row moves on.
+        if step.kind in (StepKind.RENEW, StepKind.CANCEL, StepKind.PAUSE):
+            ending = step.kind is StepKind.CANCEL
+            window = closing_window(sub, plans[sub.plan_id], item.timezone, ending=ending, at=at)
+            if window is not None:
+                windows.append(window)
         if step.kind is StepKind.PAUSE:
             columns["paused_at"] = at
             limit_at = at + timedelta(days=pause_max_days)
@@ -246,6 +254,7 @@ async def run_due_steps(
             }
         )
 
+    drafts = with_usage_lines(drafts, windows, await usage_lines(session, windows))
     await bulk_update(session, Subscription, updates)
     await bulk_insert(session, SubscriptionHistory, history)
     await bulk_insert(session, Event, events)

@@ -21,6 +21,7 @@ from billing.payments.service import policy_of
 from billing.subscriptions.cycle import run_due_steps
 from billing.subscriptions.models import Subscription
 from billing.subscriptions.trial_notice import send_trial_notices
+from billing.usage.sweeps import usage_late, usage_rollup
 from billing.webhooks.delivery import count_backlog, deliver_due
 from billing.worker.runner import Sweep, SweepContext
 
@@ -186,10 +187,12 @@ def default_sweeps() -> list[Sweep]:
         # Before the steps: a trial that ends in this batch still gets its notice first.
         Sweep("trial_notices", trial_notices),
         Sweep("subscriptions_due", subscriptions_due),
+        Sweep("usage_late", usage_late),
         Sweep("payments_first_attempt", payments_first_attempt),
         Sweep("payments_retry", payments_retry),
         Sweep("payments_reconcile", payments_reconcile),
         Sweep("dunning_steps", dunning_steps_due),
+        Sweep("usage_rollup", usage_rollup),
         Sweep("credits_expired", credits_expired),
         # Last of the due work, so the events written above go out in this tick.
         Sweep("webhook_deliveries", deliver_due),

@@ -1,0 +1,1 @@
+"""Usage metering: ingestion, rollups, summaries and usage on invoices."""

@@ -1,0 +1,518 @@
+"""Recording usage events: a whole batch with a handful of statements.
+
+One transaction per batch: the shared ingestion lock (see `aggregate`), one query for the
+batch's subscriptions (their accounts only where needed, see `_facts`), one `INSERT … SELECT
+FROM unnest … ON CONFLICT DO NOTHING` for the accepted events, and only when needed a look
+at the periods late events belong to and at the stored events whose keys came back as
+taken. The hot path talks to asyncpg directly: no ORM object and no per-row statement.
+
+Idempotency rests on the unique index on `idempotency_key`: when the same key arrives in
+concurrent requests, PostgreSQL lets one insert win and makes the others wait for it, so the
+event is stored once and every other copy is compared with it: the same payload is a
+`duplicate`, a different one is rejected as `idempotency_key_reused`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import orjson
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing.catalog.models import Aggregation
+from billing.clock import Clock
+from billing.core.periods import local_midnight
+from billing.usage.aggregate import INGEST_LOCK
+from billing.usage.components import components_for
+from billing.usage.rules import (
+    Facts,
+    Placement,
+    Rejection,
+    check_event,
+    check_late,
+    same_event,
+    unique_text,
+)
+from billing.usage.schemas import EventIn, EventStatus, Invalid, Reason, properties_json
+
+Result = dict[str, Any]
+
+# The ids come as an array literal: unnest it once in FROM. (As `s.id = ANY($1::text::uuid[])`
+# the literal would be parsed again for every row a sequential scan reads: text-to-array
+# casts are not constant-folded.)
+_SUBSCRIPTIONS = """
+    SELECT s.id::text AS id, s.status, s.plan_id, s.currency, s.current_period_start,
+           s.current_period_end, s.cancel_at_period_end, s.account_id,
+           (SELECT EXISTS (SELECT 1 FROM test_clocks)) AS clocks
+    FROM unnest($1::text::uuid[]) AS wanted(id)
+    JOIN subscriptions s ON s.id = wanted.id
+"""
+_ACCOUNTS = """
+    SELECT a.id, a.timezone, c.frozen_time
+    FROM accounts a LEFT JOIN test_clocks c ON c.id = a.test_clock_id
+    WHERE a.id = ANY($1::uuid[])
+"""
+_BILLED_PERIODS = """
+    SELECT l.i, p.id, p.start_at, p.end_at
+    FROM unnest($1::int[], $2::uuid[], $3::timestamptz[]) AS l(i, subscription_id, at)
+    JOIN usage_billed_periods p
+      ON p.subscription_id = l.subscription_id AND p.start_at <= l.at AND l.at < p.end_at
+"""
+_KNOWN_METRICS = """
+    SELECT DISTINCT c->>'metric'
+    FROM plans p, jsonb_array_elements(p.prices) AS price,
+         jsonb_array_elements(coalesce(price->'metered', '[]'::jsonb)) AS c
+    WHERE c->>'metric' = ANY($1::text[])
+"""
+# Columns travel as array literals in one text parameter each: asyncpg's binary arrays cost
+# a Python-level type check per element (about 12,000 per batch), the literals a join.
+# Properties and unique values, usually absent, come as JSON arrays (or NULL).
+_INSERT = """
+    WITH inserted AS (
+        INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at,
+                                  idempotency_key, properties, unique_value, received_at)
+        SELECT e.subscription_id, e.metric, e.quantity, e.occurred_at, e.idempotency_key,
+               nullif($6::jsonb -> (e.n - 1)::int, 'null'::jsonb),
+               $7::jsonb ->> (e.n - 1)::int, $8
+        FROM unnest($1::text::uuid[], $2::text::text[], $3::text::numeric[],
+                    $4::timestamptz[], $5::text::text[])
+            WITH ORDINALITY AS e(subscription_id, metric, quantity, occurred_at,
+                                 idempotency_key, n)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING idempotency_key
+    )
+    SELECT count(*) AS stored,
+           CASE WHEN count(*) < $9 THEN array_agg(idempotency_key) END AS keys
+    FROM inserted
+"""
+_STORED = """
+    SELECT idempotency_key, subscription_id::text AS subscription_id, metric, quantity,
+           occurred_at, properties
+    FROM usage_events WHERE idempotency_key = ANY($1::text[])
+"""
+# Row-locked in id order, so two batches marking the same periods cannot deadlock.
+_MARK_PENDING = """
+    UPDATE usage_billed_periods SET pending_since = coalesce(pending_since, $2)
+    WHERE id IN (SELECT id FROM usage_billed_periods WHERE id = ANY($1::uuid[])
+                 ORDER BY id FOR UPDATE)
+"""
+
+
+ACCEPTED = EventStatus.ACCEPTED.value
+DUPLICATE = EventStatus.DUPLICATE.value
+REJECTED = EventStatus.REJECTED.value
+
+
+def _accepted(index: int) -> Result:
+    return {"index": index, "status": ACCEPTED}
+
+
+def _duplicate(index: int) -> Result:
+    return {"index": index, "status": DUPLICATE}
+
+
+def _rejected(index: int, reason: Reason, message: str, field: str | None = None) -> Result:
+    result: Result = {
+        "index": index,
+        "status": REJECTED,
+        "reason": reason.value,
+        "message": message,
+    }
+    if field is not None:
+        result["field"] = field
+    return result
+
+
+_FIELDS = {
+    Reason.SUBSCRIPTION_NOT_FOUND: "subscription_id",
+    Reason.METRIC_NOT_PRICED: "metric",
+    Reason.UNKNOWN_METRIC: "metric",
+    Reason.MISSING_PROPERTY: "properties",
+    Reason.TIMESTAMP_IN_FUTURE: "timestamp",
+    Reason.PERIOD_NOT_BILLABLE: "timestamp",
+    Reason.LATE_WINDOW_CLOSED: "timestamp",
+    Reason.IDEMPOTENCY_KEY_REUSED: "idempotency_key",
+}
+
+
+def _rejection(index: int, rejection: Rejection) -> Result:
+    field = _FIELDS.get(rejection.reason)
+    if rejection.reason is Reason.INVALID:
+        field = rejection.message.partition(":")[0]
+    return _rejected(index, rejection.reason, rejection.message, field)
+
+
+def _reused(index: int) -> Result:
+    return _rejected(
+        index,
+        Reason.IDEMPOTENCY_KEY_REUSED,
+        "idempotency_key: an event with this key and a different payload is already recorded.",
+        "idempotency_key",
+    )
+
+
+@lru_cache(maxsize=4096)
+def _midnight(day: Any, timezone: str) -> datetime:
+    return local_midnight(day, timezone)
+
+
+def _array(values: Sequence[str]) -> str:
+    """An array literal of values that need no quoting (validated uuids, numbers)."""
+    return "{" + ",".join(values) + "}"
+
+
+def _quoted(values: Sequence[str]) -> str:
+    """An array literal of arbitrary strings (NUL excluded), each one quoted."""
+    everything = "".join(values)
+    if '"' in everything or "\\" in everything:
+        values = [v.replace("\\", "\\\\").replace('"', '\\"') for v in values]
+    return '{"' + '","'.join(values) + '"}'
+
+
+def _json_array(values: list[str | None], *, raw: bool) -> str | None:
+    """A JSON array of the values (JSON texts when `raw`, else strings); None if all are."""
+    if values.count(None) == len(values):
+        return None
+    if raw:
+        return orjson.dumps([None if v is None else orjson.Fragment(v) for v in values]).decode()
+    return orjson.dumps(values).decode()
+
+
+async def _driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under `session`. Ingestion runs its own asyncpg transaction on
+    it and issues nothing through SQLAlchemy, whose transaction therefore stays empty."""
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    return raw.driver_connection
+
+
+async def record_events(
+    session: AsyncSession,
+    events: Sequence[EventIn | Invalid],
+    *,
+    clock: Clock,
+    future_tolerance: timedelta,
+    late_days: int,
+) -> list[Result]:
+    """Check and store a batch; one result per event, in order. Commits (its own transaction)."""
+    results: list[Result | None] = [None] * len(events)
+    sub_ids: list[str | None] = [None] * len(events)
+    for index, event in enumerate(events):
+        if isinstance(event, Invalid):
+            results[index] = _rejected(index, Reason.INVALID, event.message, event.field)
+        else:
+            sub_ids[index] = event["subscription_id"]
+
+    db = await _driver(session)
+    async with db.transaction():
+        await _record(db, events, results, sub_ids, clock.now(), future_tolerance, late_days)
+    assert None not in results
+    return results  # type: ignore[return-value]
+
+
+async def _record(
+    db: Any,
+    events: Sequence[EventIn | Invalid],
+    results: list[Result | None],
+    sub_ids: Sequence[str | None],
+    system_now: datetime,
+    future_tolerance: timedelta,
+    late_days: int,
+) -> None:
+    # Held until commit: the rollup's barrier waits for this transaction (see `aggregate`).
+    await db.execute("SELECT pg_advisory_xact_lock_shared($1)", INGEST_LOCK)
+    facts = await _facts(db, events, sub_ids, system_now)
+
+    rows: list[_Row] = []  # events that pass the checks
+    late: list[_Row] = []
+    not_priced: dict[int, str] = {}
+    for index, event in enumerate(events):
+        sub_id = sub_ids[index]
+        if sub_id is None:
+            continue
+        assert not isinstance(event, Invalid)
+        found = facts.get(sub_id)
+        if found is None:
+            results[index] = _rejected(
+                index,
+                Reason.SUBSCRIPTION_NOT_FOUND,
+                f"subscription_id: no subscription {sub_id}.",
+                "subscription_id",
+            )
+            continue
+        occurred_at = event.get("timestamp") or found.now
+        properties = event.get("properties")
+        verdict = check_event(
+            metric=event["metric"],
+            quantity=event["quantity"],
+            occurred_at=occurred_at,
+            properties=properties,
+            facts=found,
+            future_tolerance=future_tolerance,
+        )
+        if isinstance(verdict, Rejection):
+            results[index] = _rejection(index, verdict)
+            if verdict.reason is Reason.METRIC_NOT_PRICED:
+                not_priced[index] = event["metric"]
+            continue
+        try:
+            encoded = properties_json(properties)
+        except ValueError as exc:
+            results[index] = _rejected(index, Reason.INVALID, str(exc), "properties")
+            continue
+        unique = None
+        component = found.components[event["metric"]]
+        if component.aggregation is Aggregation.UNIQUE_COUNT:
+            assert properties is not None
+            assert component.property is not None
+            unique = unique_text(properties[component.property])
+        row = _Row(index, event, sub_id, occurred_at, encoded, unique)
+        (late if verdict is Placement.EARLIER else rows).append(row)
+
+    marks: dict[int, uuid.UUID] = {}
+    if late:
+        marks = await _late(db, late, facts, results, late_days)
+        rows.extend(row for row in late if row.position in marks)
+        rows.sort(key=lambda row: row.position)
+    if not_priced:
+        await _unknown_metrics(db, not_priced, results)
+
+    # The first event with a key is stored; later ones in the batch are compared to it.
+    candidates = rows
+    copies: list[tuple[_Row, _Row]] = []
+    if len({row.event["idempotency_key"] for row in rows}) != len(rows):
+        first: dict[str, _Row] = {}
+        candidates = []
+        for row in rows:
+            original = first.setdefault(row.event["idempotency_key"], row)
+            if original is row:
+                candidates.append(row)
+            else:
+                copies.append((row, original))
+
+    taken: list[_Row] = []
+    if candidates:
+        stored, keys = await db.fetchrow(
+            _INSERT,
+            _array([row.sub_id for row in candidates]),
+            _quoted([row.event["metric"] for row in candidates]),
+            _array([str(row.event["quantity"]) for row in candidates]),
+            [row.occurred_at for row in candidates],
+            _quoted([row.event["idempotency_key"] for row in candidates]),
+            _json_array([row.properties for row in candidates], raw=True),
+            _json_array([row.unique for row in candidates], raw=False),
+            system_now,
+            len(candidates),
+        )
+        if stored == len(candidates):
+            for row in candidates:
+                results[row.position] = _accepted(row.position)
+        else:
+            inserted = set(keys or ())
+            for row in candidates:
+                if row.event["idempotency_key"] in inserted:
+                    results[row.position] = _accepted(row.position)
+                else:
+                    taken.append(row)
+    if taken:
+        await _compare_stored(db, taken, results)
+    for row, original in copies:
+        same = same_event(
+            _incoming(original),
+            incoming=_incoming(row),
+            compare_timestamp=_timed(row) and _timed(original),
+        )
+        was_rejected = (results[original.position] or {}).get("status") == REJECTED
+        results[row.position] = (
+            _duplicate(row.position) if same and not was_rejected else _reused(row.position)
+        )
+
+    pending = {
+        marks[row.position]
+        for row in rows
+        if row.position in marks and (results[row.position] or {}).get("status") == ACCEPTED
+    }
+    if pending:
+        await db.execute(_MARK_PENDING, sorted(pending), system_now)
+
+
+class _Row(NamedTuple):
+    """An event that passed the checks, with what is stored besides its own fields."""
+
+    position: int  # in the batch
+    event: EventIn
+    sub_id: str
+    occurred_at: datetime
+    properties: str | None  # the JSON text
+    unique: str | None  # the unique_count value
+
+
+def _timed(row: _Row) -> bool:
+    return row.event.get("timestamp") is not None
+
+
+def _incoming(row: _Row) -> dict[str, Any]:
+    return {
+        "subscription_id": row.sub_id,
+        "metric": row.event["metric"],
+        "quantity": row.event["quantity"],
+        "occurred_at": row.occurred_at,
+        "properties": row.event.get("properties"),
+    }
+
+
+# A local midnight is within this much of midnight UTC of the same date (offsets in use run
+# from -12:00 to +14:00; an hour more either way).
+_BEFORE_UTC = timedelta(hours=15)
+_AFTER_UTC = timedelta(hours=13)
+
+
+@lru_cache(maxsize=4096)
+def _utc_midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@lru_cache(maxsize=4096)
+def _near(day: date) -> tuple[datetime, datetime]:
+    """The instants between which the local midnight of `day` lies, whatever the zone."""
+    at = _utc_midnight(day)
+    return at - _BEFORE_UTC, at + _AFTER_UTC
+
+
+def _bound(day: date | None, timezone: str | None) -> datetime | None:
+    """A period bound's instant: exact with the time zone, else its stand-in (see _facts)."""
+    if day is None:
+        return None
+    return _utc_midnight(day) if timezone is None else _midnight(day, timezone)
+
+
+async def _facts(
+    db: Any,
+    events: Sequence[EventIn | Invalid],
+    sub_ids: Sequence[str | None],
+    system_now: datetime,
+) -> dict[str, Facts]:
+    """What the checks need per subscription, in one query (two when some need more).
+
+    The account is read only where it matters: when test clocks exist (its clock's "now"),
+    and for subscriptions with an event within a day of a period bound (the exact instant
+    of a local midnight needs the time zone). Elsewhere midnight UTC of the bound's date
+    stands in for it: no event lies between the two, so every comparison comes out the same.
+    """
+    wanted = {sub_id for sub_id in sub_ids if sub_id is not None}
+    if not wanted:
+        return {}
+    rows = await db.fetch(_SUBSCRIPTIONS, _array(list(wanted)))
+    if not rows:
+        return {}
+    components = await components_for(db, {(row[2], row[3]) for row in rows})
+    if rows[0]["clocks"]:
+        need = {row[7] for row in rows}
+    else:
+        need = _accounts_near_bounds(rows, events, sub_ids, system_now)
+    accounts = (
+        {row[0]: (row[1], row[2]) for row in await db.fetch(_ACCOUNTS, list(need))} if need else {}
+    )
+
+    facts: dict[str, Facts] = {}
+    # Unpacked in the order of the columns (1,000 rows a batch: no per-key lookups).
+    for sub_id, status, plan_id, currency, start, end, cancels, account_id, _ in rows:
+        account = accounts.get(account_id)
+        timezone, frozen = (None, None) if account is None else account
+        facts[sub_id] = Facts(
+            status,
+            components[(plan_id, currency)],
+            frozen or system_now,
+            _bound(start, timezone),
+            _bound(end, timezone),
+            cancels,
+        )
+    return facts
+
+
+def _accounts_near_bounds(
+    rows: Sequence[Any],
+    events: Sequence[EventIn | Invalid],
+    sub_ids: Sequence[str | None],
+    system_now: datetime,
+) -> set[Any]:
+    """Accounts of subscriptions with an event within a day of one of their period bounds."""
+    bounds: dict[str, tuple[Any, tuple[datetime, datetime], tuple[datetime, datetime] | None]] = {}
+    for sub_id, _, _, _, start, end, cancels, account_id, _ in rows:
+        if start is not None:
+            ending = _near(end) if cancels and end is not None else None
+            bounds[sub_id] = (account_id, _near(start), ending)
+    need = set()
+    for index, event in enumerate(events):
+        found = bounds.get(sub_ids[index] or "")
+        if found is None:
+            continue
+        assert not isinstance(event, Invalid)
+        at = event.get("timestamp") or system_now
+        account_id, (low, high), ending = found
+        if low <= at < high or (ending is not None and ending[0] <= at < ending[1]):
+            need.add(account_id)
+    return need
+
+
+async def _late(
+    db: Any,
+    late: Sequence[_Row],
+    facts: Mapping[str, Facts],
+    results: list[Result | None],
+    late_days: int,
+) -> dict[int, uuid.UUID]:
+    """Events before their subscription's current period: accepted within a late window."""
+    rows = await db.fetch(
+        _BILLED_PERIODS,
+        [row.position for row in late],
+        [row.sub_id for row in late],
+        [row.occurred_at for row in late],
+    )
+    billed = {found["i"]: found for found in rows}
+    marks: dict[int, uuid.UUID] = {}
+    for row in late:
+        period = billed.get(row.position)
+        rejection = check_late(
+            occurred_at=row.occurred_at,
+            billed=None if period is None else (period["start_at"], period["end_at"]),
+            now=facts[row.sub_id].now,
+            late_days=late_days,
+        )
+        if rejection is not None:
+            results[row.position] = _rejection(row.position, rejection)
+        else:
+            assert period is not None
+            marks[row.position] = period["id"]
+    return marks
+
+
+async def _unknown_metrics(
+    db: Any, not_priced: Mapping[int, str], results: list[Result | None]
+) -> None:
+    """Tell a metric no plan meters (a typo, likely) from one this plan does not price."""
+    known = {row[0] for row in await db.fetch(_KNOWN_METRICS, sorted(set(not_priced.values())))}
+    for index, metric in not_priced.items():
+        if metric not in known:
+            results[index] = _rejected(
+                index,
+                Reason.UNKNOWN_METRIC,
+                f"metric: no plan meters {metric!r}.",
+                "metric",
+            )
+
+
+async def _compare_stored(db: Any, taken: Sequence[_Row], results: list[Result | None]) -> None:
+    """Events whose key was already stored: a duplicate if the payload is the same."""
+    keys = [row.event["idempotency_key"] for row in taken]
+    stored = {found["idempotency_key"]: found for found in await db.fetch(_STORED, keys)}
+    for row in taken:
+        found = stored.get(row.event["idempotency_key"])
+        same = found is not None and same_event(
+            dict(found), incoming=_incoming(row), compare_timestamp=_timed(row)
+        )
+        results[row.position] = _duplicate(row.position) if same else _reused(row.position)

@@ -14,6 +14,7 @@ from tests.factories.billing import (
     simple_plan,
     subscribe,
 )
+from tests.factories.usage import event, metered_plan, per_unit, send_batch
 
 
 async def paused_in_april(
@@ -151,3 +152,21 @@ async def test_resume_date_must_be_within_the_pause_limit(client: httpx.AsyncCli
     # Exactly 90 days is allowed.
     ok = await client.post(url, json={"resumes_at": "2025-06-30T08:00:00Z"})
     assert ok.status_code == 200
+
+
+async def test_usage_tracking_stops_during_pause(client: httpx.AsyncClient) -> None:
+    clock = await create_test_clock(client, "2026-03-10T12:00:00Z")
+    await metered_plan(client, [per_unit("api_calls")], amount=3000)
+    account = await account_on_clock(client, clock["id"])
+    sub = await subscribe(client, account["id"], trial_days=0)
+    url = "/v1/usage"
+    before = await client.post(url, json=event(sub["id"], idempotency_key="before"))
+    assert before.status_code == 201
+    await client.post(f"/v1/subscriptions/{sub['id']}/pause")
+    during = await client.post(url, json=event(sub["id"], idempotency_key="during"))
+    assert (during.status_code, during.json()["reason"]) == (409, "subscription_paused")
+    batch = await send_batch(client, [event(sub["id"], idempotency_key="during-batch")])
+    assert [r["reason"] for r in batch["results"]] == ["subscription_paused"]
+    await client.post(f"/v1/subscriptions/{sub['id']}/resume")
+    after = await client.post(url, json=event(sub["id"], idempotency_key="after"))
+    assert after.status_code == 201

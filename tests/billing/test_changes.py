@@ -16,6 +16,7 @@ from tests.factories.billing import (
     simple_plan,
     subscribe,
 )
+from tests.factories.usage import event, metered_plan
 
 
 def lines(invoice: dict[str, Any]) -> list[tuple[str, int]]:
@@ -328,3 +329,31 @@ async def test_change_validation(client: httpx.AsyncClient) -> None:
         response = await client.patch(url, json=body)
         assert response.status_code == 422, (body, response.text)
         assert response.json()["param"] == param, body
+
+
+async def test_usage_so_far_stays_billed_under_the_plan_in_force(
+    client: httpx.AsyncClient,
+) -> None:
+    clock = await create_test_clock(client, "2026-03-01T08:00:00Z")
+    cheap = {"metric": "api_calls", "model": "per_unit", "unit_amount_decimal": "1"}
+    dear = cheap | {"unit_amount_decimal": "2"}
+    await metered_plan(client, [cheap], code="basic", amount=1000)
+    await metered_plan(client, [dear], code="plus", amount=2000)
+    account = await account_on_clock(client, clock["id"])
+    sub = await subscribe(client, account["id"], plan_code="basic", trial_days=0)
+    await advance(client, clock["id"], "2026-03-05T12:00:00Z")
+    before = event(sub["id"], quantity=100, timestamp="2026-03-05T10:00:00Z")
+    assert (await client.post("/v1/usage", json=before)).status_code == 201
+    await advance(client, clock["id"], "2026-03-11T08:00:00Z")
+    await change(client, sub["id"], plan_code="plus")
+    prorated = (await invoices_of(client, sub["id"]))[-1]
+    # Mar 11 to Mar 31 is 21 of 31 days: -1000 x 21/31 = -677.4 -> -677 and
+    # +2000 x 21/31 = 1354.8 -> 1355; the 100 calls so far at 1 cent each under basic: 100.
+    assert lines(prorated) == [("proration", -677), ("proration", 1355), ("usage", 100)]
+    await advance(client, clock["id"], "2026-03-20T12:00:00Z")
+    after = event(sub["id"], quantity=50, timestamp="2026-03-20T10:00:00Z")
+    assert (await client.post("/v1/usage", json=after)).status_code == 201
+    await advance(client, clock["id"], "2026-04-02T00:00:00Z")
+    renewal = (await invoices_of(client, sub["id"]))[-1]
+    # Only the 50 calls since the change, at plus's 2 cents: 100; and April's fee in advance.
+    assert lines(renewal) == [("subscription", 2000), ("usage", 100)]

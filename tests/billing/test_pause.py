@@ -170,3 +170,26 @@ async def test_usage_tracking_stops_during_pause(client: httpx.AsyncClient) -> N
     await client.post(f"/v1/subscriptions/{sub['id']}/resume")
     after = await client.post(url, json=event(sub["id"], idempotency_key="after"))
     assert after.status_code == 201
+
+
+async def test_pausing_or_canceling_now_invoices_the_usage_so_far(
+    client: httpx.AsyncClient,
+) -> None:
+    clock = await create_test_clock(client, "2026-03-01T08:00:00Z")
+    await metered_plan(client, [per_unit("api_calls")], amount=3100)
+    account = await account_on_clock(client, clock["id"])
+    paused = await subscribe(client, account["id"], trial_days=0)
+    ended = await subscribe(client, account["id"], trial_days=0)
+    await advance(client, clock["id"], "2026-03-05T12:00:00Z")
+    for sub, quantity in ((paused, 70), (ended, 40)):
+        usage = event(sub["id"], quantity=quantity, timestamp="2026-03-05T11:00:00Z")
+        assert (await client.post("/v1/usage", json=usage)).status_code == 201
+    await client.post(f"/v1/subscriptions/{paused['id']}/pause")
+    await client.delete(f"/v1/subscriptions/{ended['id']}?immediately=true")
+    for sub, amount in ((paused, 70), (ended, 40)):
+        last = (await invoices_of(client, sub["id"]))[-1]
+        # One cent a call, on an invoice of its own.
+        assert (last["billing_reason"], last["subtotal"]) == ("subscription_usage", amount)
+        assert [(line["kind"], line["quantity"]) for line in last["lines"]] == [
+            ("usage", str(amount))
+        ]

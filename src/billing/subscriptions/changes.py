@@ -35,6 +35,7 @@ from billing.subscriptions.state import (
     subscription_read,
     terms_of,
 )
+from billing.usage.billing import bill_usage_so_far
 
 
 def _is_downgrade(
@@ -147,6 +148,7 @@ async def _change_now(
     timezone: str,
     number_prefix: str,
 ) -> None:
+    usage = await bill_usage_so_far(session, sub, old_plan, timezone, at=now)
     change = change_now(
         schedule_of(sub),
         old=terms_of(old_plan, sub.currency),
@@ -176,7 +178,7 @@ async def _change_now(
         currency=sub.currency,
         billing_reason="subscription_update",
         created_at=now,
-        lines=tuple(line_of(c) for c in change.charges),
+        lines=tuple(line_of(c) for c in change.charges) + tuple(usage),
         subscription_id=sub.id,
         cycle_key=None,
         period_start=today,

@@ -131,6 +131,7 @@ _UPDATED = (
     "pause_at_period_end",
     "paused_at",
     "resumes_at",
+    "usage_from",
 )
 _EVENT_TYPES = {
     StepKind.CANCEL: "subscription.canceled",
@@ -174,7 +175,8 @@ async def run_due_steps(
         plan = plans[sub.plan_id]
         at = sub.next_action_at
         old = {"status": sub.status, "plan_id": str(sub.plan_id), "quantity": sub.quantity}
-        columns: dict[str, Any] = {"updated_at": at}
+        # Every step starts a new period (or ends the subscription): no usage billed in it yet.
+        columns: dict[str, Any] = {"updated_at": at, "usage_from": None}
         if sub.status == SubscriptionStatus.PAUSED.value:
             if sub.resumes_at is not None and sub.resumes_at <= at:
                 step = resume(

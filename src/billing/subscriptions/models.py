@@ -60,6 +60,9 @@ class Subscription(Base):
     ended_at: Mapped[datetime | None]
     # A plan or quantity change applied at the next period boundary: {plan_id, quantity, ...}.
     pending_change: Mapped[dict[str, Any] | None]
+    # Usage before this instant of the current period is billed already (an immediate plan
+    # change, pause or cancellation billed it); the period's remaining usage starts here.
+    usage_from: Mapped[datetime | None]
     pause_at_period_end: Mapped[bool] = mapped_column(default=False, server_default=false())
     paused_at: Mapped[datetime | None]
     resumes_at: Mapped[datetime | None]

@@ -20,6 +20,7 @@ from billing.core.lifecycle import (
 from billing.core.periods import local_date, local_midnight
 from billing.events.outbox import record_event
 from billing.http.errors import ValidationFailed
+from billing.invoicing.rules import DraftLine
 from billing.invoicing.writer import finalize
 from billing.subscriptions.cycle import draft_for
 from billing.subscriptions.models import Subscription, SubscriptionHistory
@@ -29,9 +30,11 @@ from billing.subscriptions.service import (
     _history,
     credit_unused_time,
     illegal,
+    invoice_usage,
     locked,
 )
 from billing.subscriptions.state import schedule_columns, subscription_read, terms_of
+from billing.usage.billing import bill_usage_so_far
 
 
 async def pause_subscription(
@@ -42,6 +45,7 @@ async def pause_subscription(
     clock: Clock,
     actor: str,
     pause_max_days: int,
+    number_prefix: str,
 ) -> SubscriptionRead:
     sub, account, now = await locked(session, sub_id, clock)
     try:
@@ -57,11 +61,14 @@ async def pause_subscription(
             param="resumes_at",
         )
     old = {"status": sub.status}
+    usage: list[DraftLine] = []
     sub.resumes_at = data.resumes_at
     if data.at_period_end:
         sub.pause_at_period_end = True
         kind, event = "pause_scheduled", "subscription.updated"
     else:
+        plan = await session.get_one(Plan, sub.plan_id)
+        usage = await bill_usage_so_far(session, sub, plan, account.timezone, at=now)
         await credit_unused_time(session, sub, account, now, "paused")
         sub.status = SubscriptionStatus.PAUSED.value
         sub.paused_at = now
@@ -69,6 +76,8 @@ async def pause_subscription(
         sub.next_action_at = data.resumes_at or latest
         kind, event = "paused", "subscription.paused"
     sub.updated_at = now
+    await session.flush()
+    await invoice_usage(session, sub, usage, at=now, number_prefix=number_prefix)
     return await _commit(session, sub, actor=actor, kind=kind, event=event, old=old, at=now)
 
 

@@ -127,6 +127,7 @@ async def pause_subscription(
         clock=clock,
         actor=actor(principal),
         pause_max_days=runtime.settings.pause_max_days,
+        number_prefix=runtime.settings.invoice_number_prefix,
     )
 
 
@@ -155,6 +156,7 @@ async def cancel_subscription(
     sub_id: uuid.UUID,
     session: SessionDep,
     clock: ClockDep,
+    runtime: RuntimeDep,
     principal: SubscriptionsWrite,
     immediately: Annotated[bool, Query(description="End the subscription now.")] = False,
     prorate: Annotated[
@@ -168,4 +170,5 @@ async def cancel_subscription(
         prorate=prorate,
         clock=clock,
         actor=actor(principal),
+        number_prefix=runtime.settings.invoice_number_prefix,
     )

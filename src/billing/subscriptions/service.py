@@ -28,12 +28,14 @@ from billing.events.outbox import record_event
 from billing.http.errors import InvalidState, NotFound, ValidationFailed
 from billing.http.pagination import PageParams, paginate
 from billing.invoicing.models import Invoice, InvoiceLine
+from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
 from billing.subscriptions.cycle import draft_for
 from billing.subscriptions.models import Subscription, SubscriptionHistory
 from billing.subscriptions.rules import pending, start
 from billing.subscriptions.schemas import SubscriptionCreate, SubscriptionRead
 from billing.subscriptions.state import schedule_columns, subscription_read, terms_of
+from billing.usage.billing import bill_usage_so_far
 
 
 def illegal(exc: IllegalTransition) -> InvalidState:
@@ -265,6 +267,7 @@ async def cancel_subscription(
     prorate: bool,
     clock: Clock,
     actor: str,
+    number_prefix: str,
 ) -> SubscriptionRead:
     sub, account, now = await locked(session, sub_id, clock)
     plan = await session.get_one(Plan, sub.plan_id)
@@ -280,6 +283,7 @@ async def cancel_subscription(
         sub.canceled_at = now
         event = "subscription.updated"
     else:
+        usage = await bill_usage_so_far(session, sub, plan, account.timezone, at=now)
         if prorate and status is SubscriptionStatus.ACTIVE:
             await credit_unused_time(session, sub, account, now, "canceled")
         sub.status = canceled.value
@@ -306,8 +310,40 @@ async def cancel_subscription(
     record_event(
         session, type=event, account_id=sub.account_id, data=read.model_dump(mode="json"), at=now
     )
+    if immediately:
+        await invoice_usage(session, sub, usage, at=now, number_prefix=number_prefix)
     await session.commit()
     return read
+
+
+async def invoice_usage(
+    session: AsyncSession,
+    sub: Subscription,
+    usage: list[DraftLine],
+    *,
+    at: datetime,
+    number_prefix: str,
+) -> None:
+    """Invoice usage billed before the period's end (a pause or an immediate cancellation),
+    when it comes to anything. Takes the invoice-number lock: call it last."""
+    if not any(line.amount for line in usage):
+        return
+    await finalize(
+        session,
+        [
+            DraftInvoice(
+                account_id=sub.account_id,
+                currency=sub.currency,
+                billing_reason="subscription_usage",
+                created_at=at,
+                lines=tuple(usage),
+                subscription_id=sub.id,
+                period_start=sub.current_period_start,
+                period_end=sub.current_period_end,
+            )
+        ],
+        number_prefix=number_prefix,
+    )
 
 
 async def _unused_amount(session: AsyncSession, sub: Subscription, today: Any) -> int:

@@ -42,6 +42,7 @@ from billing.usage.rules import Totals, check_aligned
 __all__ = [
     "UsageWindow",
     "bill_late_usage",
+    "bill_usage_so_far",
     "closing_window",
     "usage_lines",
     "with_usage_lines",
@@ -68,11 +69,19 @@ class UsageWindow:
 
 
 def closing_window(
-    sub: Any, plan: Plan, timezone: str, *, ending: bool, at: datetime
+    sub: Any,
+    plan: Plan,
+    timezone: str,
+    *,
+    ending: bool,
+    at: datetime,
+    until: datetime | None = None,
 ) -> UsageWindow | None:
     """The usage window of the period `sub` is leaving, read before the step changes the row.
 
     `ending` is True when the subscription ends with that period (canceled at period end).
+    `until` cuts the window short: the usage so far, billed when the plan changes (or the
+    subscription pauses or ends) mid-period. The window starts where an earlier cut ended.
     A trial's usage is not billed; a plan without metered components costs nothing here.
     """
     if sub.status != SubscriptionStatus.ACTIVE.value:
@@ -84,6 +93,13 @@ def closing_window(
         return None
     period = BillingPeriod(sub.current_period_start, sub.current_period_end)
     start_at, end_at = period_bounds_utc(period, timezone)
+    usage_from = getattr(sub, "usage_from", None)
+    if usage_from is not None and usage_from > start_at:
+        start_at = usage_from
+    if until is not None:
+        end_at = min(end_at, until)
+    if start_at >= end_at:
+        return None
     return UsageWindow(
         subscription_id=sub.id,
         account_id=sub.account_id,
@@ -222,6 +238,19 @@ async def usage_lines(
     return lines
 
 
+async def bill_usage_so_far(
+    session: AsyncSession, sub: Any, plan: Plan, timezone: str, *, at: datetime
+) -> list[DraftLine]:
+    """Price the current period's usage up to `at` under `plan` (the plan in force), record it
+    as billed, and move the subscription's usage window on to `at`."""
+    window = closing_window(sub, plan, timezone, ending=False, at=at, until=at)
+    if window is None:
+        return []
+    lines = (await usage_lines(session, [window])).get(sub.id, [])
+    sub.usage_from = at
+    return lines
+
+
 def with_usage_lines(
     drafts: Sequence[DraftInvoice],
     windows: Sequence[UsageWindow],
@@ -250,7 +279,7 @@ def with_usage_lines(
                     created_at=window.at,
                     lines=usage,
                     subscription_id=window.subscription_id,
-                    cycle_key=f"usage:{window.period.start.isoformat()}",
+                    cycle_key=f"usage:{int(window.start_at.timestamp())}",
                     period_start=window.period.start,
                     period_end=window.period.end,
                 )
@@ -346,7 +375,7 @@ async def bill_late_usage(
                         created_at=as_of,
                         lines=tuple(lines),
                         subscription_id=row.subscription_id,
-                        cycle_key=f"usage:{period.start.isoformat()}:{today.isoformat()}",
+                        cycle_key=f"usage:{int(row.start_at.timestamp())}:{today.isoformat()}",
                         period_start=period.start,
                         period_end=period.end,
                     )

@@ -106,7 +106,8 @@ class UsageBilledPeriod(Base):
 
     __tablename__ = "usage_billed_periods"
     __table_args__ = (
-        UniqueConstraint("subscription_id", "period_start", name="uq_usage_billed_periods_period"),
+        # A period can be billed in parts (an immediate plan change bills the usage so far).
+        UniqueConstraint("subscription_id", "start_at", name="uq_usage_billed_periods_window"),
         Index(
             "ix_usage_billed_periods_due",
             "next_check_at",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 import tempfile
 from typing import Annotated
 
@@ -144,6 +145,10 @@ def serve(
     bind_host = host or settings.host
     bind_port = port or settings.port
     log.info("serving", url=f"http://{bind_host}:{bind_port}", docs="/docs", workers=processes)
+    # After its graceful shutdown uvicorn re-raises SIGTERM to the handler installed before it
+    # ran; the default one would end the process without exit handlers, leaving the embedded
+    # PostgreSQL running. Exiting through Python runs them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "billing.app:create_app",
         factory=True,

@@ -148,6 +148,8 @@ def test_embedded_quick_start_survives_a_restart(tmp_path: Path) -> None:
         assert not KEY_PATTERN.search((tmp_path / "second.log").read_text())
         listed = httpx.get(f"{base}/v1/api-keys", headers=headers).json()["data"]
         assert sorted(k["name"] for k in listed) == ["bootstrap", "kept"]
+    # Stopping the server stops its embedded PostgreSQL too.
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
 
 
 def test_traces_are_exported_when_an_exporter_is_configured(fresh_db: str, tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ async def finalize(
     credits: list[dict[str, Any]] = []
     tax_credits: list[dict[str, Any]] = []
     created_events: list[dict[str, Any]] = []
-    drafted: list[tuple[DraftInvoice, InvoiceRead]] = []
+    drafted: list[tuple[DraftInvoice, InvoiceRead, dict[str, Any]]] = []
 
     for draft, invoice_id, invoice_tax in zip(drafts, invoice_ids, taxes, strict=True):
         at = draft.created_at
@@ -207,10 +207,10 @@ async def finalize(
             for grant_id, amount in draws
         )
         read = InvoiceRead.model_validate(row | fmt | {"lines": line_reads, "taxes": tax_reads})
-        drafted.append((draft, read))
-        created_events.append(
-            _event("invoice.created", draft.account_id, read.model_dump(mode="json"), at)
-        )
+        # Serialized once: the finalized payload below only changes a few fields of it.
+        created = read.model_dump(mode="json")
+        drafted.append((draft, read, created))
+        created_events.append(_event("invoice.created", draft.account_id, created, at))
 
     await bulk_insert(session, Invoice, invoices)
     await bulk_insert(session, InvoiceLine, lines)
@@ -232,19 +232,24 @@ async def finalize(
     first = int(top) - len(drafts) + 1
     reads: list[InvoiceRead] = []
     events: list[dict[str, Any]] = []
-    for offset, (draft, read) in enumerate(drafted):
+    for offset, (draft, read, created) in enumerate(drafted):
         status = InvoiceStatus.PAID if read.amount_due == 0 else InvoiceStatus.OPEN
         at = read.created_at
-        final = read.model_copy(
-            update={
-                "number": format_number(number_prefix, first + offset),
-                "status": status,
-                "finalized_at": at,
-                "paid_at": at if status is InvoiceStatus.PAID else None,
-            }
-        )
+        changes = {
+            "number": format_number(number_prefix, first + offset),
+            "status": status,
+            "finalized_at": at,
+            "paid_at": at if status is InvoiceStatus.PAID else None,
+        }
+        final = read.model_copy(update=changes)
         reads.append(final)
-        data = final.model_dump(mode="json")
+        stamp = created["created_at"]
+        data = created | {
+            "number": changes["number"],
+            "status": status.value,
+            "finalized_at": stamp,
+            "paid_at": stamp if status is InvoiceStatus.PAID else None,
+        }
         events.append(_event("invoice.finalized", draft.account_id, data, at))
         if status is InvoiceStatus.PAID:
             events.append(_event("invoice.paid", draft.account_id, data, at))

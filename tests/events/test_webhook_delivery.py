@@ -290,8 +290,9 @@ async def test_a_success_clears_the_failing_streak(
     assert (await hooks.get(f"/v1/webhook-endpoints/{endpoint['id']}")).json()["failing_since"]
 
     async def delivered() -> bool:
-        return len(receiver.requests) == 2
+        return len(receiver.requests) >= 2
 
-    await until(hooks_worker, delivered)
+    # Generous: under a loaded machine (parallel tests) the retry may take a while to fall due.
+    await until(hooks_worker, delivered, within=30)
     current = (await hooks.get(f"/v1/webhook-endpoints/{endpoint['id']}")).json()
     assert current["failing_since"] is None

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Identity, Index, String, func
+from sqlalchemy import BigInteger, Identity, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db.base import Base
@@ -25,6 +25,13 @@ class Event(Base):
         Index("ix_events_type_created_at", "type", "created_at"),
         Index("ix_events_created_at", "created_at"),
         Index("ix_events_recorded_at", "recorded_at"),
+        # Partial: almost every event has no key, and those cost the index nothing.
+        Index(
+            "uq_events_dedup_key",
+            "dedup_key",
+            unique=True,
+            postgresql_where=text("dedup_key IS NOT NULL"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -38,4 +45,4 @@ class Event(Base):
     # When the row was written, on the database's clock: what retention counts from.
     recorded_at: Mapped[datetime] = mapped_column(server_default=func.now())
     # Set by sweeps that derive events from time (a trial ending soon): emitted once per key.
-    dedup_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    dedup_key: Mapped[str | None] = mapped_column(String(200))

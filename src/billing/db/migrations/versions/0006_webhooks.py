@@ -68,7 +68,13 @@ def upgrade() -> None:
         ),
     )
     op.add_column("events", sa.Column("dedup_key", sa.String(length=200), nullable=True))
-    op.create_unique_constraint(op.f("uq_events_dedup_key"), "events", ["dedup_key"])
+    op.create_index(
+        "uq_events_dedup_key",
+        "events",
+        ["dedup_key"],
+        unique=True,
+        postgresql_where=sa.text("dedup_key IS NOT NULL"),
+    )
     op.create_index("ix_events_recorded_at", "events", ["recorded_at"], unique=False)
 
     op.create_table(
@@ -192,6 +198,6 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_endpoints_created_at_id", table_name="webhook_endpoints")
     op.drop_table("webhook_endpoints")
     op.drop_index("ix_events_recorded_at", table_name="events")
-    op.drop_constraint(op.f("uq_events_dedup_key"), "events", type_="unique")
+    op.drop_index("uq_events_dedup_key", table_name="events")
     op.drop_column("events", "dedup_key")
     op.drop_column("events", "recorded_at")

@@ -21,13 +21,12 @@ from tests.factories.billing import (
     simple_plan,
     subscribe,
 )
+from tests.factories.usage import event, metered_plan, per_unit
 
 # Types whose features are not on this branch yet. Keep this list short and explicit: the
 # test below fails as soon as a feature emits one of them (remove it here), and it fails if
 # a type of an existing feature stops being emitted.
-NOT_YET_EMITTED = {
-    "usage.late_invoiced",
-}
+NOT_YET_EMITTED: set[str] = set()
 
 
 async def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
@@ -78,10 +77,19 @@ async def test_every_event_type_is_emitted_by_some_flow(
         await attach_card(hooks, c["id"], "pm_card_chargeDeclined")
         declined = await subscribe(hooks, c["id"], trial_days=0)
 
+        # D: weekly metered usage, and an event arriving after its week was invoiced.
+        d = await account_on_clock(hooks, clock["id"], email="d@example.com")
+        await metered_plan(hooks, [per_unit("api_calls")], code="weekly", interval="week")
+        weekly = await subscribe(hooks, d["id"], plan_code="weekly", trial_days=0)
+
         await advance(hooks, clock["id"], "2025-06-02T00:00:00Z")  # first charges
         await ok(await hooks.post(f"/v1/subscriptions/{active['id']}/pause"))
         await ok(await hooks.post(f"/v1/subscriptions/{active['id']}/resume"))
-        # Notice, trial end, renewals, C's retries and dunning steps, the credit's expiry.
+        await advance(hooks, clock["id"], "2025-06-10T00:00:00Z")  # D's first week invoiced
+        late = event(weekly["id"], quantity=5, timestamp="2025-06-05T12:00:00Z")
+        assert (await hooks.post("/v1/usage", json=late)).status_code == 201
+        # Notice, trial end, renewals, C's retries and dunning steps, the credit's expiry,
+        # D's late usage on a supplemental invoice.
         await advance(hooks, clock["id"], "2025-06-21T00:00:00Z")
         renewal = (await invoices_of(hooks, trialing["id"]))[-1]
         assert renewal["status"] == "paid"

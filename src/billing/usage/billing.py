@@ -31,6 +31,7 @@ from billing.core.periods import BillingPeriod, local_date, local_midnight, peri
 from billing.core.pricing import PricingModel, TierLine, price_metric
 from billing.credits.service import grant
 from billing.db.bulk import bulk_insert, bulk_update
+from billing.events.outbox import record_event
 from billing.http.types import plain_decimal
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
@@ -400,7 +401,19 @@ async def bill_late_usage(
             }
         )
     await bulk_update(session, UsageBilledPeriod, updates)
-    await finalize(session, drafts, number_prefix=number_prefix)  # last: the number lock
+    invoices = await finalize(session, drafts, number_prefix=number_prefix)  # the number lock
+    for invoice in invoices:
+        record_event(
+            session,
+            type="usage.late_invoiced",
+            account_id=invoice.account_id,
+            data={
+                "object": "late_usage",
+                "subscription_id": str(invoice.subscription_id),
+                "invoice": invoice.model_dump(mode="json"),
+            },
+            at=as_of,
+        )
     await session.commit()
     return len(claimed)
 

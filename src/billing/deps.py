@@ -17,7 +17,9 @@ from billing.payments.gateways import PaymentGateway
 from billing.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def`
+# dependency in the thread pool, a thread hop per dependency per request.
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -34,14 +36,14 @@ async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_gateway(runtime: RuntimeDep) -> PaymentGateway:
+async def get_gateway(runtime: RuntimeDep) -> PaymentGateway:
     return runtime.gateway
 
 
 GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
 
 
-def get_clock(runtime: RuntimeDep) -> Clock:
+async def get_clock(runtime: RuntimeDep) -> Clock:
     return runtime.clock
 
 

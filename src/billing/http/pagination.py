@@ -33,7 +33,7 @@ class PageParams:
     starting_after: uuid.UUID | None
 
 
-def page_params(
+async def page_params(  # async: a plain def would run in the thread pool
     limit: Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100.")] = 20,
     starting_after: Annotated[
         uuid.UUID | None, Query(description="The id of the last item of the previous page.")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -33,6 +37,24 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@contextlib.asynccontextmanager
+async def read_connection(session: AsyncSession) -> AsyncIterator[AsyncConnection]:
+    """A connection for read-only statements on behalf of `session`.
+
+    When the session has a transaction open, its own connection (the reads must see its
+    writes). Otherwise a pooled connection in autocommit mode: each statement is its own
+    snapshot, exactly as under READ COMMITTED, without the BEGIN and ROLLBACK round trips a
+    session transaction costs. The session itself stays unused, so it cannot be left in
+    autocommit for later writes.
+    """
+    bind = session.bind
+    if session.in_transaction() or not isinstance(bind, AsyncEngine):
+        yield await session.connection()
+        return
+    async with bind.connect() as conn:
+        yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def libpq_url(url: str) -> str:

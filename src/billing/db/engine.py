@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -55,6 +56,26 @@ async def read_connection(session: AsyncSession) -> AsyncIterator[AsyncConnectio
         return
     async with bind.connect() as conn:
         yield await conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
+@contextlib.asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[Any]:
+    """The asyncpg connection of a pooled connection, for hot single statements.
+
+    Skips SQLAlchemy's statement execution layer (compiled cache lookup, parameter
+    processing, result wrapping); asyncpg prepares and caches the statement per connection.
+    No transaction is started: each statement commits on its own. A connection that broke
+    under the statement is invalidated, so the pool does not hand it out again.
+    """
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: asyncpg.Connection = raw.driver_connection
+        try:
+            yield driver
+        except BaseException:
+            if driver.is_closed():
+                await conn.invalidate()
+            raise
 
 
 def libpq_url(url: str) -> str:

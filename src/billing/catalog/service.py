@@ -26,9 +26,10 @@ from billing.catalog.schemas import (
 )
 from billing.clock import Clock
 from billing.core.periods import Interval
+from billing.db.engine import read_connection
 from billing.events.outbox import record_event
 from billing.http.errors import Conflict, InvalidState, NotFound, ValidationFailed
-from billing.http.pagination import PageParams, paginate
+from billing.http.pagination import PageParams, paginate_rows
 
 __all__ = [
     "AVERAGE_DAYS_PER_MONTH",
@@ -48,6 +49,7 @@ __all__ = [
 # The Gregorian year averages 365.2425 days, so a month averages 365.2425 / 12 = 30.436875.
 AVERAGE_DAYS_PER_MONTH = Fraction(146097, 4800)
 _VERSION_CONSTRAINT = "uq_plans_code_version"
+_PLANS = Plan.__table__
 
 
 # --------------------------------------------------------------------------- changes
@@ -186,14 +188,17 @@ async def list_plans(
     page: PageParams,
     active: bool | None = None,
     code: str | None = None,
-) -> tuple[list[Plan], bool]:
-    """Plan versions, newest first."""
-    stmt = select(Plan)
+) -> tuple[list[PlanRead], bool]:
+    """Plan versions, newest first, as API shapes (read with Core: no ORM objects)."""
+    plans = _PLANS
+    stmt = select(plans)
     if active is not None:
-        stmt = stmt.where(Plan.active.is_(active))
+        stmt = stmt.where(plans.c.active.is_(active))
     if code is not None:
-        stmt = stmt.where(Plan.code == code)
-    return await paginate(session, stmt, Plan, page)
+        stmt = stmt.where(plans.c.code == code)
+    async with read_connection(session) as conn:
+        rows, has_more = await paginate_rows(conn, stmt, plans, page)
+    return [PlanRead.model_validate(dict(row)) for row in rows], has_more
 
 
 async def list_versions(session: AsyncSession, *, code: str) -> list[Plan]:

@@ -12,8 +12,8 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query
 from pydantic import BaseModel
-from sqlalchemy import Select, select, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import FromClause, RowMapping, Select, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from billing.http.errors import ValidationFailed
 
@@ -61,4 +61,21 @@ async def paginate(
         stmt = stmt.where(tuple_(entity.created_at, entity.id) < tuple_(cursor[0], cursor[1]))
     stmt = stmt.order_by(entity.created_at.desc(), entity.id.desc()).limit(page.limit + 1)
     rows = list((await session.scalars(stmt)).all())
+    return rows[: page.limit], len(rows) > page.limit
+
+
+async def paginate_rows(
+    conn: AsyncConnection, stmt: Select[Any], table: FromClause, page: PageParams
+) -> tuple[list[RowMapping], bool]:
+    """`paginate` for a Core select of `table`'s columns: rows as mappings, no ORM objects."""
+    created_at, row_id = table.c.created_at, table.c.id
+    if page.starting_after is not None:
+        cursor = (
+            await conn.execute(select(created_at, row_id).where(row_id == page.starting_after))
+        ).first()
+        if cursor is None:
+            raise ValidationFailed("No object with this id is in the list.", param="starting_after")
+        stmt = stmt.where(tuple_(created_at, row_id) < tuple_(cursor[0], cursor[1]))
+    stmt = stmt.order_by(created_at.desc(), row_id.desc()).limit(page.limit + 1)
+    rows = list((await conn.execute(stmt)).mappings().all())
     return rows[: page.limit], len(rows) > page.limit

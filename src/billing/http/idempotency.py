@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing.db.base import Base
 from billing.db.engine import driver_connection
-from billing.http.context import current_request_id
+from billing.http.context import current_request_id, finish_request
 from billing.http.errors import problem_body
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -156,7 +156,12 @@ class IdempotencyMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         try:
-            await self.app(scope, replay_body, capture)
+            try:
+                await self.app(scope, replay_body, capture)
+            finally:
+                # Close the route's sessions before the completion, as a generator
+                # dependency would have: no connection or lock outlives the route.
+                await finish_request(scope)
         except BaseException:
             async with driver_connection(self.engine) as conn:
                 await conn.execute(_RELEASE, key_scope, key)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from fractions import Fraction
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -26,10 +27,9 @@ from billing.catalog.schemas import (
 )
 from billing.clock import Clock
 from billing.core.periods import Interval
-from billing.db.engine import read_connection
 from billing.events.outbox import record_event
 from billing.http.errors import Conflict, InvalidState, NotFound, ValidationFailed
-from billing.http.pagination import PageParams, paginate_rows
+from billing.http.pagination import PageParams, paginate_direct
 
 __all__ = [
     "AVERAGE_DAYS_PER_MONTH",
@@ -189,15 +189,13 @@ async def list_plans(
     active: bool | None = None,
     code: str | None = None,
 ) -> tuple[list[PlanRead], bool]:
-    """Plan versions, newest first, as API shapes (read with Core: no ORM objects)."""
-    plans = _PLANS
-    stmt = select(plans)
+    """Plan versions, newest first, as API shapes (plain rows: no ORM objects)."""
+    where: dict[str, Any] = {}
     if active is not None:
-        stmt = stmt.where(plans.c.active.is_(active))
+        where["active"] = active
     if code is not None:
-        stmt = stmt.where(plans.c.code == code)
-    async with read_connection(session) as conn:
-        rows, has_more = await paginate_rows(conn, stmt, plans, page)
+        where["code"] = code
+    rows, has_more = await paginate_direct(session, _PLANS, page, where=where)
     return [PlanRead.model_validate(dict(row)) for row in rows], has_more
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing.db.base import Base
-from billing.db.engine import driver_connection
+from billing.db.engine import direct_pool, traced
 from billing.http.context import current_request_id, finish_request
 from billing.http.errors import problem_body
 
@@ -50,8 +50,8 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
-# asyncpg statements (prepared once per connection): the middleware runs them on every
-# idempotent request, so they skip SQLAlchemy's execution layer.
+# Statements for the engine's direct pool (prepared once per connection): the middleware runs
+# them on every idempotent request, so they skip SQLAlchemy's async layer.
 _CLAIM = """
     WITH expired AS (
         DELETE FROM idempotency_keys
@@ -117,20 +117,22 @@ class IdempotencyMiddleware:
         # Every statement here stands alone (the claim is one INSERT, the completion one
         # UPDATE) and commits on its own: one round trip each, no BEGIN/COMMIT around it.
         # The business transaction in between is the route's own.
-        async with driver_connection(self.engine) as conn:
-            claimed = (
-                await conn.fetchrow(
-                    _CLAIM,
-                    key_scope,
-                    key,
-                    scope["method"],
-                    path[:2048],
-                    request_hash,
-                    self.ttl_hours,
+        pool = direct_pool(self.engine)
+        with traced(_CLAIM):
+            async with pool.acquire() as conn:
+                claimed = (
+                    await conn.fetchrow(
+                        _CLAIM,
+                        key_scope,
+                        key,
+                        scope["method"],
+                        path[:2048],
+                        request_hash,
+                        self.ttl_hours,
+                    )
+                    is not None
                 )
-                is not None
-            )
-            existing = None if claimed else await conn.fetchrow(_LOOKUP, key_scope, key)
+                existing = None if claimed else await conn.fetchrow(_LOOKUP, key_scope, key)
 
         if not claimed:
             await self._answer_existing(send, existing, request_hash)
@@ -163,31 +165,30 @@ class IdempotencyMiddleware:
                 # dependency would have: no connection or lock outlives the route.
                 await finish_request(scope)
         except BaseException:
-            async with driver_connection(self.engine) as conn:
-                await conn.execute(_RELEASE, key_scope, key)
+            with traced(_RELEASE):
+                async with pool.acquire() as conn:
+                    await conn.execute(_RELEASE, key_scope, key)
             raise
 
         status = captured["status"]
-        async with driver_connection(self.engine) as conn:
-            no_store = any(
-                k.lower() == b"cache-control" and b"no-store" in v.lower()
-                for k, v in captured["headers"]
-            )
-            if status >= 500 or status in NOT_EXECUTED or no_store:
-                await conn.execute(_RELEASE, key_scope, key)
-            else:
-                stored_headers = [
-                    [k.decode("latin-1"), v.decode("latin-1")]
-                    for k, v in captured["headers"]
-                    if k.lower() in REPLAYED_HEADERS
-                ]
+        no_store = any(
+            k.lower() == b"cache-control" and b"no-store" in v.lower()
+            for k, v in captured["headers"]
+        )
+        if status >= 500 or status in NOT_EXECUTED or no_store:
+            with traced(_RELEASE):
+                async with pool.acquire() as conn:
+                    await conn.execute(_RELEASE, key_scope, key)
+            return
+        stored_headers = [
+            [k.decode("latin-1"), v.decode("latin-1")]
+            for k, v in captured["headers"]
+            if k.lower() in REPLAYED_HEADERS
+        ]
+        with traced(_COMPLETE):
+            async with pool.acquire() as conn:
                 await conn.execute(
-                    _COMPLETE,
-                    key_scope,
-                    key,
-                    status,
-                    orjson.dumps(stored_headers).decode(),
-                    bytes(captured["body"]),
+                    _COMPLETE, key_scope, key, status, stored_headers, bytes(captured["body"])
                 )
 
     async def _answer_existing(self, send: Send, row: Any, request_hash: str) -> None:

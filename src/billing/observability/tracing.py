@@ -11,6 +11,8 @@ import os
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.db.engine import set_direct_tracer
+
 _provider_installed = False
 
 
@@ -56,4 +58,6 @@ def configure_tracing(app: FastAPI, engine: AsyncEngine) -> bool:
 
     FastAPIInstrumentor.instrument_app(app, excluded_urls="health,metrics")
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine)
+    # Statements on the engine's direct pool do not go through SQLAlchemy.
+    set_direct_tracer(trace.get_tracer("billing.db"))
     return True

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
 import tempfile
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +16,9 @@ from billing import __version__
 from billing.auth.permissions import Role
 from billing.observability.logging import configure_logging, get_logger
 from billing.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(help="Subscription billing engine.", no_args_is_help=True, add_completion=False)
 apikey_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
@@ -150,7 +154,7 @@ def serve(
     # PostgreSQL running. Exiting through Python runs them.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        "billing.app:create_app",
+        "billing.cli:serving_app",
         factory=True,
         host=bind_host,
         port=bind_port,
@@ -159,6 +163,19 @@ def serve(
         access_log=False,
         server_header=False,
     )
+
+
+def serving_app() -> FastAPI:
+    """The app each server process runs (uvicorn calls this factory in every worker)."""
+    from billing.app import create_app
+
+    application = create_app()
+    # Everything built so far (modules, routes, schemas, mappers) lives as long as the
+    # process: move it out of the collector's sight, so the collections that request garbage
+    # triggers do not traverse it again and again (about 5-10 % of a request's CPU).
+    gc.collect()
+    gc.freeze()
+    return application
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -12,12 +12,21 @@ from billing.auth.jwt import looks_like_jwt, verify_jwt
 from billing.auth.keys import Principal
 from billing.auth.permissions import Permission, allows
 from billing.clock import Clock
+from billing.http.context import at_request_end
 from billing.http.errors import DomainError
 from billing.payments.gateways import PaymentGateway
 from billing.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+# Dependencies are `async def` even when they never await: FastAPI runs a plain `def`
+# dependency in the thread pool, a thread hop per dependency per request.
+async def get_runtime(request: Request) -> Runtime:
+    return _runtime(request)
+
+
+def _runtime(request: Request) -> Runtime:
+    # The shared dependencies below read the runtime directly rather than through
+    # RuntimeDep: every sub-dependency is another round of FastAPI's dependency solving.
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -25,24 +34,34 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    # Services commit explicitly; leaving the block only closes (and rolls back leftovers).
-    async with runtime.sessions() as session:
-        yield session
+async def get_session(request: Request) -> AsyncSession:
+    # Services commit explicitly; closing only rolls back leftovers and returns the
+    # connection. The close runs when the route has answered, as it would after `yield` in
+    # a generator dependency; those cost FastAPI a shielded exit stack entry per request.
+    session = _runtime(request).sessions()
+    at_request_end(request.scope, lambda: _close(session))
+    return session
+
+
+async def _close(session: AsyncSession) -> None:
+    # A session the route never used (its reads went to the direct pool) holds no
+    # connection and no objects: closing it would only cost a greenlet round trip.
+    if session.in_transaction() or session.identity_map or session.new or session.deleted:
+        await session.close()
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_gateway(runtime: RuntimeDep) -> PaymentGateway:
-    return runtime.gateway
+async def get_gateway(request: Request) -> PaymentGateway:
+    return _runtime(request).gateway
 
 
 GatewayDep = Annotated[PaymentGateway, Depends(get_gateway)]
 
 
-def get_clock(runtime: RuntimeDep) -> Clock:
-    return runtime.clock
+async def get_clock(request: Request) -> Clock:
+    return _runtime(request).clock
 
 
 ClockDep = Annotated[Clock, Depends(get_clock)]
@@ -89,10 +108,11 @@ async def authenticate(request: Request, runtime: Runtime) -> Principal:
     return principal
 
 
-def require(permission: Permission) -> Callable[[Request, Runtime], Awaitable[Principal]]:
+def require(permission: Permission) -> Callable[[Request], Awaitable[Principal]]:
     """A dependency that authenticates, checks `permission` and applies the rate limit."""
 
-    async def dependency(request: Request, runtime: RuntimeDep) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        runtime = _runtime(request)
         principal = await authenticate(request, runtime)
         if runtime.rate_limiter is not None:
             retry_after = await runtime.rate_limiter.hit(f"{principal.kind}:{principal.id}")

@@ -34,7 +34,7 @@ async def list_plans(
     code: Annotated[str | None, Query(description="Only versions of this plan code.")] = None,
 ) -> ListResponse[PlanRead]:
     plans, has_more = await service.list_plans(session, page=page, active=active, code=code)
-    return ListResponse(data=[PlanRead.model_validate(p) for p in plans], has_more=has_more)
+    return ListResponse(data=plans, has_more=has_more)
 
 
 @router.post(

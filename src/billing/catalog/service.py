@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from fractions import Fraction
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import IntegrityError
@@ -28,7 +29,7 @@ from billing.clock import Clock
 from billing.core.periods import Interval
 from billing.events.outbox import record_event
 from billing.http.errors import Conflict, InvalidState, NotFound, ValidationFailed
-from billing.http.pagination import PageParams, paginate
+from billing.http.pagination import PageParams, paginate_direct
 
 __all__ = [
     "AVERAGE_DAYS_PER_MONTH",
@@ -48,6 +49,7 @@ __all__ = [
 # The Gregorian year averages 365.2425 days, so a month averages 365.2425 / 12 = 30.436875.
 AVERAGE_DAYS_PER_MONTH = Fraction(146097, 4800)
 _VERSION_CONSTRAINT = "uq_plans_code_version"
+_PLANS = Plan.__table__
 
 
 # --------------------------------------------------------------------------- changes
@@ -186,14 +188,15 @@ async def list_plans(
     page: PageParams,
     active: bool | None = None,
     code: str | None = None,
-) -> tuple[list[Plan], bool]:
-    """Plan versions, newest first."""
-    stmt = select(Plan)
+) -> tuple[list[PlanRead], bool]:
+    """Plan versions, newest first, as API shapes (plain rows: no ORM objects)."""
+    where: dict[str, Any] = {}
     if active is not None:
-        stmt = stmt.where(Plan.active.is_(active))
+        where["active"] = active
     if code is not None:
-        stmt = stmt.where(Plan.code == code)
-    return await paginate(session, stmt, Plan, page)
+        where["code"] = code
+    rows, has_more = await paginate_direct(session, _PLANS, page, where=where)
+    return [PlanRead.model_validate(dict(row)) for row in rows], has_more
 
 
 async def list_versions(session: AsyncSession, *, code: str) -> list[Plan]:

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing.db.base import Base
-from billing.http.context import current_request_id
+from billing.db.engine import direct_pool, traced
+from billing.http.context import current_request_id, finish_request
 from billing.http.errors import problem_body
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -49,28 +50,27 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
-_CLAIM = text(
-    """
+# Statements for the engine's direct pool (prepared once per connection): the middleware runs
+# them on every idempotent request, so they skip SQLAlchemy's async layer.
+_CLAIM = """
     WITH expired AS (
         DELETE FROM idempotency_keys
-        WHERE scope = :scope AND key = :key AND expires_at < now()
+        WHERE scope = $1 AND key = $2 AND expires_at < now()
     )
     INSERT INTO idempotency_keys (scope, key, method, path, request_hash, status, expires_at)
-    VALUES (:scope, :key, :method, :path, :hash, 'in_flight', now() + make_interval(hours => :ttl))
+    VALUES ($1, $2, $3, $4, $5, 'in_flight', now() + make_interval(hours => $6))
     ON CONFLICT (scope, key) DO NOTHING
     RETURNING 1
-    """
-)
-_LOOKUP = text(
+"""
+_LOOKUP = (
     "SELECT request_hash, status, response_status, response_headers, response_body "
-    "FROM idempotency_keys WHERE scope = :scope AND key = :key"
+    "FROM idempotency_keys WHERE scope = $1 AND key = $2"
 )
-_COMPLETE = text(
-    "UPDATE idempotency_keys SET status = 'completed', response_status = :status, "
-    "response_headers = CAST(:headers AS jsonb), response_body = :body "
-    "WHERE scope = :scope AND key = :key"
+_COMPLETE = (
+    "UPDATE idempotency_keys SET status = 'completed', response_status = $3, "
+    "response_headers = $4::jsonb, response_body = $5 WHERE scope = $1 AND key = $2"
 )
-_RELEASE = text("DELETE FROM idempotency_keys WHERE scope = :scope AND key = :key")
+_RELEASE = "DELETE FROM idempotency_keys WHERE scope = $1 AND key = $2"
 
 
 class IdempotencyMiddleware:
@@ -111,21 +111,31 @@ class IdempotencyMiddleware:
         for part in (scope["method"].encode(), path.encode(), query, body):
             digest.update(part)
             digest.update(b"\0")
-        params = {
-            "scope": hashlib.sha256(authorization).hexdigest(),
-            "key": key,
-            "method": scope["method"],
-            "path": path[:2048],
-            "hash": digest.hexdigest(),
-            "ttl": self.ttl_hours,
-        }
+        key_scope = hashlib.sha256(authorization).hexdigest()
+        request_hash = digest.hexdigest()
 
-        async with self.engine.begin() as conn:
-            claimed = (await conn.execute(_CLAIM, params)).first() is not None
-            existing = None if claimed else (await conn.execute(_LOOKUP, params)).first()
+        # Every statement here stands alone (the claim is one INSERT, the completion one
+        # UPDATE) and commits on its own: one round trip each, no BEGIN/COMMIT around it.
+        # The business transaction in between is the route's own.
+        pool = direct_pool(self.engine)
+        with traced(_CLAIM):
+            async with pool.acquire() as conn:
+                claimed = (
+                    await conn.fetchrow(
+                        _CLAIM,
+                        key_scope,
+                        key,
+                        scope["method"],
+                        path[:2048],
+                        request_hash,
+                        self.ttl_hours,
+                    )
+                    is not None
+                )
+                existing = None if claimed else await conn.fetchrow(_LOOKUP, key_scope, key)
 
         if not claimed:
-            await self._answer_existing(send, existing, params["hash"])
+            await self._answer_existing(send, existing, request_hash)
             return
 
         captured: dict[str, Any] = {"status": 500, "headers": [], "body": bytearray()}
@@ -148,41 +158,44 @@ class IdempotencyMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         try:
-            await self.app(scope, replay_body, capture)
+            try:
+                await self.app(scope, replay_body, capture)
+            finally:
+                # Close the route's sessions before the completion, as a generator
+                # dependency would have: no connection or lock outlives the route.
+                await finish_request(scope)
         except BaseException:
-            async with self.engine.begin() as conn:
-                await conn.execute(_RELEASE, params)
+            with traced(_RELEASE):
+                async with pool.acquire() as conn:
+                    await conn.execute(_RELEASE, key_scope, key)
             raise
 
         status = captured["status"]
-        async with self.engine.begin() as conn:
-            no_store = any(
-                k.lower() == b"cache-control" and b"no-store" in v.lower()
-                for k, v in captured["headers"]
-            )
-            if status >= 500 or status in NOT_EXECUTED or no_store:
-                await conn.execute(_RELEASE, params)
-            else:
-                stored_headers = [
-                    [k.decode("latin-1"), v.decode("latin-1")]
-                    for k, v in captured["headers"]
-                    if k.lower() in REPLAYED_HEADERS
-                ]
+        no_store = any(
+            k.lower() == b"cache-control" and b"no-store" in v.lower()
+            for k, v in captured["headers"]
+        )
+        if status >= 500 or status in NOT_EXECUTED or no_store:
+            with traced(_RELEASE):
+                async with pool.acquire() as conn:
+                    await conn.execute(_RELEASE, key_scope, key)
+            return
+        stored_headers = [
+            [k.decode("latin-1"), v.decode("latin-1")]
+            for k, v in captured["headers"]
+            if k.lower() in REPLAYED_HEADERS
+        ]
+        with traced(_COMPLETE):
+            async with pool.acquire() as conn:
                 await conn.execute(
-                    _COMPLETE,
-                    params
-                    | {
-                        "status": status,
-                        "headers": orjson.dumps(stored_headers).decode(),
-                        "body": bytes(captured["body"]),
-                    },
+                    _COMPLETE, key_scope, key, status, stored_headers, bytes(captured["body"])
                 )
 
     async def _answer_existing(self, send: Send, row: Any, request_hash: str) -> None:
         if row is None:  # released between our insert attempt and the lookup: let them retry
             await _respond(send, 409, _in_use())
             return
-        if row.request_hash != request_hash:
+        if row["request_hash"] != request_hash:
             await _respond(
                 send,
                 422,
@@ -195,15 +208,15 @@ class IdempotencyMiddleware:
                 ),
             )
             return
-        if row.status != "completed":
+        if row["status"] != "completed":
             await _respond(send, 409, _in_use())
             return
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row.response_headers]
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
         headers.append((b"idempotent-replayed", b"true"))
-        body = row.response_body or b""
+        body = row["response_body"] or b""
         headers.append((b"content-length", str(len(body)).encode()))
         await send(
-            {"type": "http.response.start", "status": row.response_status, "headers": headers}
+            {"type": "http.response.start", "status": row["response_status"], "headers": headers}
         )
         await send({"type": "http.response.body", "body": body})
 

@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from billing.http.context import new_request_id, request_id_var
+from billing.http.context import finish_request, new_request_id, request_id_var, start_request
 from billing.http.errors import problem_body
 from billing.observability.logging import get_logger
 from billing.observability.metrics import API_ERRORS, API_REQUEST_DURATION, API_REQUESTS
@@ -65,10 +65,14 @@ class RequestMiddleware:
                     raise BodyTooLarge
             return message
 
+        start_request(scope)
         try:
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise BodyTooLarge
-            await self.app(scope, receive_limited, send_wrapper)
+            try:
+                await self.app(scope, receive_limited, send_wrapper)
+            finally:
+                await finish_request(scope)
         except BodyTooLarge:
             if not response_started:
                 status = 413

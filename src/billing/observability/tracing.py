@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from billing.db.engine import set_direct_tracer
+
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
@@ -62,6 +64,8 @@ def configure_tracing(app: FastAPI, engine: AsyncEngine) -> bool:
     # The instrumentation's declared range stops below SQLAlchemy 2.1; its event hooks work
     # with 2.1 (the test suite exports SELECT spans through it).
     SQLAlchemyInstrumentor().instrument(engine=engine.sync_engine, skip_dep_check=True)
+    # Statements on the engine's direct pool do not go through SQLAlchemy.
+    set_direct_tracer(trace.get_tracer("billing.db"))
     return True
 
 

@@ -135,7 +135,6 @@ async def test_invoice_in_eur(client: httpx.AsyncClient) -> None:
 
 
 async def test_payment_in_eur(client: httpx.AsyncClient) -> None:
-    # /v1/invoices/{id}/pay is being built elsewhere; an off-line payment records EUR here.
     clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
     await german_vat(client)
     await simple_plan(client, amount=2700, currency="EUR")
@@ -146,7 +145,15 @@ async def test_payment_in_eur(client: httpx.AsyncClient) -> None:
     [invoice] = await invoices_of(client, sub["id"])
     # 27,00 + 19 % (5,13) = 32,13.
     assert invoice["amount_due"] == 3213
-    paid = (await client.post(f"/v1/invoices/{invoice['id']}/mark-paid")).json()
+    attach = await client.post(
+        f"/v1/accounts/{account['id']}/payment-methods", json={"token": "pm_card_visa"}
+    )
+    assert attach.status_code == 201
+    paying = await client.post(f"/v1/invoices/{invoice['id']}/pay")
+    assert paying.status_code == 201, paying.text
+    payment = paying.json()
+    assert (payment["status"], payment["currency"], payment["amount"]) == ("succeeded", "EUR", 3213)
+    paid = (await client.get(f"/v1/invoices/{invoice['id']}")).json()
     assert (paid["status"], paid["currency"], paid["amount_paid"], paid["amount_remaining"]) == (
         "paid",
         "EUR",

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     # Email. SMTP_URL unset: emails are written to the log instead of being sent.
     smtp_url: str | None = None
     email_from: str = "billing@localhost"
+    # Operational alerts (a webhook endpoint disabled) go here; unset: only logged.
+    operator_email: str | None = None
     smtp_timeout_seconds: float = Field(default=10.0, gt=0)
     email_batch_size: int = Field(default=50, ge=1)
 

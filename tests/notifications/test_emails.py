@@ -389,3 +389,27 @@ async def test_support_can_list_what_was_mailed_to_an_account(
 
         missing = await support.get("/v1/accounts/00000000-0000-0000-0000-000000000000/emails")
         assert missing.status_code == 404
+
+
+async def test_a_disabled_webhook_endpoint_is_emailed_to_the_operator(
+    make_app: AppFactory, smtp_server: SmtpServer
+) -> None:
+    data = {
+        "object": "webhook_endpoint",
+        "id": "5d1f0f3e-58a6-4a4e-9a43-1f3c8f0a2b11",
+        "url": "https://hooks.example.com/billing",
+        "reason_detail": "the receiver answered 410 Gone",
+    }
+    quiet = smtp_runtime(make_app, smtp_server)
+    await record(quiet, type="webhook_endpoint.disabled", account_id=None, data=data)
+    await quiet.worker().run_due()
+    assert smtp_server.received == []  # no OPERATOR_EMAIL: only logged
+
+    runtime = smtp_runtime(make_app, smtp_server, operator_email="ops@acme.test")
+    await record(runtime, type="webhook_endpoint.disabled", account_id=None, data=data)
+    await runtime.worker().run_due()
+    [mail] = smtp_server.received
+    assert mail.recipients == ["ops@acme.test"]
+    assert mail.subject == "Webhook endpoint disabled: https://hooks.example.com/billing"
+    assert "the receiver answered 410 Gone" in mail.part("plain")
+    assert "https://hooks.example.com/billing" in mail.part("html")

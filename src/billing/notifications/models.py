@@ -31,7 +31,8 @@ class EmailMessage(Base):
     # No foreign key: events may be purged by retention while the mail record stays.
     event_id: Mapped[uuid.UUID]
     event_type: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    # None for operational alerts, which are not about one account.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"))
     template: Mapped[str] = mapped_column(String(64))
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(Text)

@@ -29,7 +29,10 @@ TEMPLATES: dict[str, str] = {
     "dunning.warning": "dunning_warning",
     "dunning.blocked": "dunning_blocked",
     "dunning.unblocked": "dunning_unblocked",
+    # Not a customer's email: it goes to OPERATOR_EMAIL.
+    "webhook_endpoint.disabled": "webhook_endpoint_disabled",
 }
+OPERATOR_TEMPLATES = frozenset({"webhook_endpoint_disabled"})
 
 
 class RenderError(Exception):

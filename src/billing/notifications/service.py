@@ -26,7 +26,13 @@ from billing.db.bulk import bulk_update
 from billing.http.errors import NotFound
 from billing.http.pagination import PageParams, paginate
 from billing.notifications.models import EmailMessage
-from billing.notifications.rendering import Recipient, RenderError, render, template_for
+from billing.notifications.rendering import (
+    OPERATOR_TEMPLATES,
+    Recipient,
+    RenderError,
+    render,
+    template_for,
+)
 from billing.notifications.smtp import Outgoing, SendResult, SmtpConfig, send_batch
 from billing.observability.logging import get_logger
 
@@ -72,7 +78,9 @@ _CLAIM = text(
 )
 
 
-async def fan_out_events(session: AsyncSession, *, now: datetime, limit: int) -> int:
+async def fan_out_events(
+    session: AsyncSession, *, now: datetime, limit: int, operator_email: str | None = None
+) -> int:
     """Turn the next batch of outbox events into queued emails. Returns events consumed."""
     # The snapshot is taken before the events are read: a transaction that had ended by then
     # is visible to the read, so a seq missing from the read was really rolled back.
@@ -100,7 +108,7 @@ async def fan_out_events(session: AsyncSession, *, now: datetime, limit: int) ->
         taken.append(row)
         expected = row.seq + 1
     if taken:
-        await _queue_emails(session, taken, now=now)
+        await _queue_emails(session, taken, now=now, operator_email=operator_email)
     last_seq = taken[-1].seq if taken else cursor.last_seq
     await session.execute(
         _SAVE_CURSOR,
@@ -110,7 +118,9 @@ async def fan_out_events(session: AsyncSession, *, now: datetime, limit: int) ->
     return len(taken)
 
 
-async def _queue_emails(session: AsyncSession, events: Sequence[Any], *, now: datetime) -> None:
+async def _queue_emails(
+    session: AsyncSession, events: Sequence[Any], *, now: datetime, operator_email: str | None
+) -> None:
     wanted = [(e, t) for e in events if (t := template_for(e.type, e.data)) is not None]
     if not wanted:
         return
@@ -120,17 +130,24 @@ async def _queue_emails(session: AsyncSession, events: Sequence[Any], *, now: da
     }
     rows: list[dict[str, Any]] = []
     for event, template in wanted:
-        account = accounts.get(event.account_id)
-        if account is None or account.deleted_at is not None:
-            continue  # nobody to mail: an event without an account, or a deleted account
-        recipient = Recipient(account.email, account.name, account.locale, account.timezone)
+        account_id: uuid.UUID | None = None
+        if template in OPERATOR_TEMPLATES:
+            if operator_email is None:
+                continue  # logged by the domain that emitted it; nobody to mail
+            recipient = Recipient(operator_email, None, "en_US", "UTC")
+        else:
+            account = accounts.get(event.account_id)
+            if account is None or account.deleted_at is not None:
+                continue  # nobody to mail: an event without an account, or a deleted account
+            recipient = Recipient(account.email, account.name, account.locale, account.timezone)
+            account_id = account.id
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
             "event_id": event.id,
             "event_type": event.type,
-            "account_id": account.id,
+            "account_id": account_id,
             "template": template,
-            "recipient": account.email,
+            "recipient": recipient.email,
             "attempts": 0,
             "created_at": now,
         }

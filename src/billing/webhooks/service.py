@@ -324,8 +324,8 @@ async def disable_endpoint(
 ) -> None:
     """Disable an endpoint the worker gave up on, with its event, in the caller's transaction.
 
-    The email to the account owner is not sent yet (no notifications module): the
-    `webhook_endpoint.disabled` event and a warning log line record it.
+    The `webhook_endpoint.disabled` event is emailed to OPERATOR_EMAIL (the notifications
+    sweep) and a warning is logged.
     """
     endpoint.disabled = True
     endpoint.disabled_reason = reason

@@ -139,7 +139,12 @@ async def emails_fan_out(ctx: SweepContext) -> int:
     if ctx.test_clock_id is not None:
         return 0
     async with ctx.sessions() as session:
-        return await fan_out_events(session, now=ctx.clock.now(), limit=ctx.batch_size)
+        return await fan_out_events(
+            session,
+            now=ctx.clock.now(),
+            limit=ctx.batch_size,
+            operator_email=ctx.settings.operator_email,
+        )
 
 
 async def emails_send(ctx: SweepContext) -> int:

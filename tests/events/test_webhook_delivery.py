@@ -252,8 +252,10 @@ async def test_redirects_are_failures_and_not_followed(
     endpoint = await create_endpoint(hooks, receiver.url)
     await new_account(hooks)
     await hooks_worker.run_due()
-    assert [r for r in receiver.requests] == receiver.requests[:1]
     [delivery] = await deliveries(hooks, endpoint["id"])
+    # One request per attempt: a followed redirect would add a request the attempts do not
+    # count. (On a loaded machine a retry may already have fallen due: more attempts, fine.)
+    assert len(receiver.requests) == delivery["attempts"] >= 1
     assert (delivery["status"], delivery["last_response_status"]) == ("pending", 301)
     assert "redirects are not followed" in delivery["last_error"]
 

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from datetime import UTC, datetime
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from standardwebhooks import WebhookVerificationError
 
-from billing.events.outbox import record_event
 from billing.worker.runner import Worker
-from tests.conftest import Sql, runtime_of
+from tests.conftest import Sql
 from tests.events.conftest import create_endpoint, deliveries, until
 from tests.events.receiver import Receiver, Reply
+from tests.factories.accounts import create_account
 from tests.factories.billing import simple_plan, subscribe
 
 
@@ -56,29 +53,26 @@ async def test_invoice_created_event_sent(
 
 
 async def test_payment_succeeded_event_sent(
-    hooks_app: FastAPI, hooks: httpx.AsyncClient, hooks_worker: Worker, receiver: Receiver
+    hooks: httpx.AsyncClient, hooks_worker: Worker, receiver: Receiver
 ) -> None:
-    # Payments are not on this branch yet: the event is recorded through the outbox API that
-    # the payments service calls in its own transaction. Replace with a real charge then.
     endpoint = await create_endpoint(hooks, receiver.url, ["payment.succeeded"])
-    account_id = await new_account(hooks)
-    payment = {"object": "payment", "id": "pay_1", "amount": 2900, "currency": "USD"}
-    async with runtime_of(hooks_app).sessions() as session:
-        record_event(
-            session,
-            type="payment.succeeded",
-            account_id=uuid.UUID(account_id),
-            data=payment,
-            at=datetime.now(UTC),
-        )
-        await session.commit()
-    await hooks_worker.run_due()
-    [payload] = receiver.verified(endpoint["secret"])  # account.created is not subscribed
-    assert (payload["type"], payload["account_id"], payload["data"]) == (
-        "payment.succeeded",
-        account_id,
-        payment,
+    await simple_plan(hooks, amount=2900)
+    account = await create_account(hooks, email="payer@example.com", payment_method="pm_card_visa")
+    sub = await subscribe(hooks, account["id"], trial_days=0)
+    await hooks_worker.run_due()  # charges the first invoice, then delivers the event
+    [payload] = receiver.verified(endpoint["secret"])  # nothing else is subscribed
+    assert (payload["type"], payload["account_id"]) == ("payment.succeeded", account["id"])
+    payment = payload["data"]
+    assert (payment["object"], payment["status"], payment["amount"], payment["currency"]) == (
+        "payment",
+        "succeeded",
+        2900,
+        "USD",
     )
+    [invoice] = (await hooks.get("/v1/invoices", params={"subscription_id": sub["id"]})).json()[
+        "data"
+    ]
+    assert (payment["invoice_id"], invoice["status"]) == (invoice["id"], "paid")
 
 
 async def test_webhook_retry_on_failure(

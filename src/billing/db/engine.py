@@ -53,6 +53,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
         pool_recycle=1800,
         connect_args={"server_settings": dict(SERVER_SETTINGS)},
         json_serializer=json_dumps,
+        json_deserializer=orjson.loads,
     )
 
 

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -104,7 +105,8 @@ def test_unreachable_database_is_one_clear_line_and_exit_1() -> None:
 
 @pytest.fixture
 async def fresh_db(admin_url: str) -> object:
-    name = f"{database.PREFIX}{database.run_id()}_cli"
+    # Unique per use: tests on other xdist workers create theirs at the same time.
+    name = f"{database.PREFIX}{database.run_id()}_cli_{uuid.uuid4().hex[:8]}"
     url = await database.create_database(admin_url, name)
     yield url
     await database.drop_database(admin_url, name)

@@ -34,6 +34,13 @@ def _free_port() -> int:
         return port
 
 
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:  # not listening yet
+        return False
+
+
 @contextmanager
 def running_server(
     *, database_url: str | None, workers: int, extra_env: dict[str, str] | None = None
@@ -77,11 +84,8 @@ def running_server(
             while True:
                 if proc.poll() is not None:
                     raise SystemExit(log_path.read_text())
-                try:
-                    if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
+                if _ready(base):
+                    break
                 if time.monotonic() > deadline:
                     raise SystemExit("server not ready in 60 s:\n" + log_path.read_text())
                 time.sleep(0.2)

@@ -41,6 +41,13 @@ def free_port() -> int:
         return port
 
 
+def ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
+    except httpx.HTTPError:  # not listening yet
+        return False
+
+
 @contextmanager
 def serving(
     environment: dict[str, str], log: Path
@@ -55,11 +62,8 @@ def serving(
         deadline = time.monotonic() + 30
         while True:
             assert proc.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{base}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if ready(base):
+                break
             assert time.monotonic() < deadline, f"not ready within 30 s:\n{log.read_text()}"
             time.sleep(0.2)
         yield base, proc

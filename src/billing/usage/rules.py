@@ -185,7 +185,7 @@ class Totals:
 
 
 class PeriodError(ValueError):
-    pass
+    """A period bound that does not fall on the usage buckets' grid."""
 
 
 def parse_period(spec: str) -> str | BillingPeriod:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
+from bench.cpu import backends, cpu_seconds, spent
 from billing.clock import FrozenClock
 from billing.db.embedded import start_embedded
 from billing.db.engine import create_engine, create_session_factory
@@ -84,38 +87,72 @@ CEILING = [
 ]
 
 
+def _worker_process(url: str, batch: int, go: Any, release: Any, results: Any) -> None:
+    """One worker: renew what is due once `go` is set; report (renewed, CPU seconds)."""
+
+    async def run() -> None:
+        engine = create_engine(url, pool_size=2, max_overflow=0)
+        worker = Worker(
+            engine=engine,
+            sessions=create_session_factory(engine),
+            clock=FrozenClock(DUE),
+            sweeps=[Sweep("subscriptions_due", subscriptions_due)],
+            settings=Settings(_env_file=None, database_url=url),
+            batch_size=batch,
+        )
+        async with engine.connect() as conn:  # connected before the clock starts
+            await conn.execute(text("SELECT 1"))
+        results.put("ready")
+        await asyncio.to_thread(go.wait)
+        cpu = time.process_time()
+        counts = await worker.run_due()
+        results.put((counts.get("subscriptions_due", 0), time.process_time() - cpu))
+        await asyncio.to_thread(release.wait)  # once the parent has read the CPU figures
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subs", type=int, default=100_000)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2, help="concurrent worker loops")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="billing-bench-") as tmp:
         url = args.database_url or start_embedded(Path(tmp))
         await upgrade(url)
         engine = create_engine(url, pool_size=args.workers + 2, max_overflow=0)
-        sessions = create_session_factory(engine)
         async with engine.begin() as conn:
             for statement in SEED:
                 await conn.execute(text(statement), {"n": args.subs})
-        settings = Settings(_env_file=None, database_url=url)
-        workers = [
-            Worker(
-                engine=engine,
-                sessions=sessions,
-                clock=FrozenClock(DUE),
-                sweeps=[Sweep("subscriptions_due", subscriptions_due)],
-                settings=settings,
-                batch_size=args.batch,
-            )
+        # One process per worker, as `billing worker` runs in production: each has its own
+        # interpreter and connections, and they meet only in PostgreSQL.
+        spawn = multiprocessing.get_context("spawn")
+        go, release = spawn.Event(), spawn.Event()
+        results = spawn.Queue()
+        procs = [
+            spawn.Process(target=_worker_process, args=(url, args.batch, go, release, results))
             for _ in range(args.workers)
         ]
+        for proc in procs:
+            proc.start()
+        ready = [results.get(timeout=120) for _ in procs]
+        assert ready == ["ready"] * len(procs), ready
+        before = cpu_seconds(await backends(url))
         started = time.perf_counter()
-        counts = await asyncio.gather(*(w.run_due() for w in workers))
+        go.set()
+        done = [results.get(timeout=3600) for _ in procs]
         elapsed = time.perf_counter() - started
-        renewed = sum(c["subscriptions_due"] for c in counts)
+        after = cpu_seconds(await backends(url))  # while the workers are still connected
+        release.set()
+        for proc in procs:
+            proc.join()
+        counts = [count for count, _ in done]
+        worker_cpu = sum(cpu for _, cpu in done)
+        renewed = sum(counts)
         async with engine.connect() as conn:
             invoices = (await conn.execute(text("SELECT count(*) FROM invoices"))).scalar_one()
             top = (
@@ -127,6 +164,11 @@ async def main() -> None:
             f"worker path: {rate:,.0f} finalized invoices/s "
             f"({args.workers} workers x batch {args.batch}); last number {top[0]}, "
             f"{top[1]} distinct"
+        )
+        per = 1000 * 1000 / max(invoices, 1)  # ms per 1,000 invoices
+        print(
+            f"CPU per 1,000 invoices: workers {worker_cpu * per:.1f} ms, "
+            f"PostgreSQL backends {spent(before, after) * per:.1f} ms"
         )
 
         async with engine.begin() as conn:

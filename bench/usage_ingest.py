@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import time
@@ -31,6 +30,7 @@ import aiohttp
 import asyncpg
 import orjson
 
+from bench.cpu import backends, children, cpu_seconds, spent
 from bench.server import Server, running_server
 from billing.db.engine import libpq_url
 
@@ -121,50 +121,9 @@ async def seed(server: Server, url: str, subs: int) -> list[str]:
     return [row[0] for row in rows]
 
 
-def _cpu_seconds(pids: list[int]) -> dict[int, float]:
-    """utime + stime per local process (those that cannot be read are left out)."""
-    found = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        found[pid] = (int(fields[11]) + int(fields[12])) / tick
-    return found
-
-
-def _spent(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 async def cpu_owners(url: str, server_pid: int) -> tuple[list[int], list[int]]:
     """The server's processes, and the PostgreSQL backends serving its database."""
-    conn = await asyncpg.connect(libpq_url(url))
-    try:
-        backends = [
-            row[0]
-            for row in await conn.fetch(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-        ]
-    finally:
-        await conn.close()
-    return [server_pid, *_children(server_pid)], backends
+    return [server_pid, *children(server_pid)], await backends(url)
 
 
 async def drive(
@@ -270,20 +229,20 @@ async def main() -> None:
         accepted = other = 0
         elapsed = raw_elapsed = 0.0
         latencies: list[float] = []
-        spent = [0.0, 0.0, 0.0]
+        cpu = [0.0, 0.0, 0.0]
         size = -(-len(bodies) // args.rounds)
         try:
             for first in range(0, len(bodies), size):
                 servers, backends = await cpu_owners(url, server.pid)
-                before = (_cpu_seconds(servers), _cpu_seconds(backends), time.process_time())
+                before = (cpu_seconds(servers), cpu_seconds(backends), time.process_time())
                 got, rest, took, slice_latencies = await drive(
                     server, bodies[first : first + size], args.concurrency
                 )
                 servers, backends = await cpu_owners(url, server.pid)  # new connections too
-                after = (_cpu_seconds(servers), _cpu_seconds(backends), time.process_time())
-                spent[0] += _spent(before[0], after[0])
-                spent[1] += _spent(before[1], after[1])
-                spent[2] += after[2] - before[2]
+                after = (cpu_seconds(servers), cpu_seconds(backends), time.process_time())
+                cpu[0] += spent(before[0], after[0])
+                cpu[1] += spent(before[1], after[1])
+                cpu[2] += after[2] - before[2]
                 accepted, other, elapsed = accepted + got, other + rest, elapsed + took
                 latencies += slice_latencies
                 raw_elapsed += await ceiling(pool, rows[first : first + size])
@@ -304,8 +263,8 @@ async def main() -> None:
         )
         per = 1000 * 1000 / max(accepted, 1)  # ms per 1,000 events
         print(
-            f"CPU per 1,000 events: API processes {spent[0] * per:.1f} ms, "
-            f"PostgreSQL backends {spent[1] * per:.1f} ms, this client {spent[2] * per:.1f} ms"
+            f"CPU per 1,000 events: API processes {cpu[0] * per:.1f} ms, "
+            f"PostgreSQL backends {cpu[1] * per:.1f} ms, this client {cpu[2] * per:.1f} ms"
         )
         raw = raw_rows / raw_elapsed
         print(

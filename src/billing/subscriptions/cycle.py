@@ -19,11 +19,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.accounts.models import Account
 from billing.catalog.models import Plan
 from billing.core.lifecycle import SubscriptionStatus
 from billing.core.periods import local_date
-from billing.db.bulk import bulk_insert, bulk_update
+from billing.db.bulk import bulk_insert, bulk_update, driver_connection
 from billing.events.models import Event
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
@@ -81,29 +80,33 @@ class Claimed:
     timezone: str
 
 
-_COLUMNS = [c for c in Subscription.__table__.c]
+_COLUMNS = ", ".join(f's."{c.name}"' for c in Subscription.__table__.c)
+# Straight on the driver: a batch of rows is read many times a minute, and SQLAlchemy's row
+# processing cost more than the query. Column names come from our own table metadata.
+_CLAIM = f"""
+    SELECT {_COLUMNS}, a.timezone AS account_timezone
+    FROM subscriptions s JOIN accounts a ON a.id = s.account_id
+    WHERE s.next_action_at <= $1 AND {{clock}}
+    ORDER BY s.next_action_at
+    LIMIT $2
+    FOR UPDATE OF s SKIP LOCKED
+"""  # noqa: S608
+_CLAIM_REAL = _CLAIM.format(clock="a.test_clock_id IS NULL")
+_CLAIM_TEST_CLOCK = _CLAIM.format(clock="a.test_clock_id = $3")
 
 
 async def claim_due(
     session: AsyncSession, *, as_of: datetime, test_clock_id: uuid.UUID | None, limit: int
 ) -> list[Claimed]:
-    table = Subscription.__table__
-    stmt = (
-        select(*_COLUMNS, Account.timezone.label("account_timezone"))
-        .join(Account, Account.id == table.c.account_id)
-        .where(table.c.next_action_at <= as_of)
-        .order_by(table.c.next_action_at)
-        .limit(limit)
-        .with_for_update(of=table, skip_locked=True)
-    )
-    stmt = stmt.where(
-        Account.test_clock_id.is_(None)
-        if test_clock_id is None
-        else Account.test_clock_id == test_clock_id
-    )
+    db = await driver_connection(session)
     claimed = []
-    for row in (await session.execute(stmt)).mappings():
-        values = dict(row)
+    rows = await (
+        db.fetch(_CLAIM_REAL, as_of, limit)
+        if test_clock_id is None
+        else db.fetch(_CLAIM_TEST_CLOCK, as_of, limit, test_clock_id)
+    )
+    for row in rows:
+        values = dict(row.items())
         timezone = values.pop("account_timezone")
         values["metadata_"] = values.pop("metadata")
         claimed.append(Claimed(sub=SimpleNamespace(**values), timezone=timezone))

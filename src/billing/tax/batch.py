@@ -5,15 +5,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from functools import cache
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.accounts.models import Account
+from billing.db.bulk import driver_connection
 from billing.invoicing.rules import DraftInvoice
 from billing.tax.engine import InvoiceTax, TaxLine, TaxProfile
 from billing.tax.providers import TaxRequest, profile_of, provider_of
+
+_PROFILES = """
+    SELECT id, address, tax_exempt, tax_ids, timezone, locale FROM accounts WHERE id = ANY($1)
+"""
 
 
 @cache
@@ -24,17 +28,9 @@ def _zone(name: str) -> ZoneInfo:
 async def load_profiles(
     session: AsyncSession, account_ids: set[uuid.UUID]
 ) -> dict[uuid.UUID, TaxProfile]:
-    rows = await session.execute(
-        select(
-            Account.id,
-            Account.address,
-            Account.tax_exempt,
-            Account.tax_ids,
-            Account.timezone,
-            Account.locale,
-        ).where(Account.id.in_(sorted(account_ids)))
-    )
-    return {row.id: profile_of(row) for row in rows}
+    db = await driver_connection(session)
+    rows = await db.fetch(_PROFILES, sorted(account_ids))
+    return {row["id"]: profile_of(SimpleNamespace(**dict(row.items()))) for row in rows}
 
 
 async def tax_drafts(

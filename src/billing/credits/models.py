@@ -37,7 +37,10 @@ class CreditEntry(Base):
     kind: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int] = mapped_column(BigInteger)
     grant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("credit_entries.id"))
-    invoice_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("invoices.id"))
+    # Deferrable: finalization writes these rows before their invoice (see invoicing.writer).
+    invoice_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("invoices.id", deferrable=True, initially="IMMEDIATE")
+    )
     reason: Mapped[str | None] = mapped_column(String(500))
     expires_at: Mapped[datetime | None]
     created_at: Mapped[datetime]

@@ -79,7 +79,10 @@ class InvoiceLine(Base):
     __table_args__ = (Index("ix_invoice_lines_invoice_id_position", "invoice_id", "position"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"))
+    # Deferrable: finalization writes these rows before their invoice (see invoicing.writer).
+    invoice_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invoices.id", deferrable=True, initially="IMMEDIATE")
+    )
     position: Mapped[int] = mapped_column(Integer)
     kind: Mapped[str] = mapped_column(String(32))
     description: Mapped[str] = mapped_column(String(500))
@@ -103,7 +106,10 @@ class InvoiceTax(Base):
     __table_args__ = (Index("ix_invoice_taxes_invoice_id_position", "invoice_id", "position"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
-    invoice_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("invoices.id"))
+    # Deferrable: finalization writes these rows before their invoice (see invoicing.writer).
+    invoice_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invoices.id", deferrable=True, initially="IMMEDIATE")
+    )
     position: Mapped[int] = mapped_column(Integer)
     tax_rate_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tax_rates.id"))
     name: Mapped[str] = mapped_column(String(100))

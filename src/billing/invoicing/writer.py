@@ -38,16 +38,11 @@ COUNTER = "invoices"
 _BUMP = text(
     "UPDATE invoice_number_counters SET value = value + :n WHERE name = :name RETURNING value"
 )
-_FINALIZE = text(
-    """
-    UPDATE invoices AS i
-    SET status = d.status, number = d.number, finalized_at = d.at,
-        paid_at = CASE WHEN d.status = 'paid' THEN d.at ELSE NULL END
-    FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:numbers AS text[]),
-                CAST(:ats AS timestamptz[]))
-        AS d(id, status, number, at)
-    WHERE i.id = d.id
-    """
+# Lines, tax rows and credit applications are written before their invoice, which is written
+# once, numbered and final, after the number lock: their foreign keys wait for it until commit.
+_DEFER = text(
+    "SET CONSTRAINTS fk_invoice_lines_invoice_id_invoices, "
+    "fk_invoice_taxes_invoice_id_invoices, fk_credit_entries_invoice_id_invoices DEFERRED"
 )
 
 
@@ -212,7 +207,7 @@ async def finalize(
         drafted.append((draft, read, created))
         created_events.append(_event("invoice.created", draft.account_id, created, at))
 
-    await bulk_insert(session, Invoice, invoices)
+    await session.execute(_DEFER)
     await bulk_insert(session, InvoiceLine, lines)
     await bulk_insert(session, InvoiceTax, tax_rows)
     await bulk_insert(session, CreditEntry, credits + tax_credits)
@@ -241,6 +236,7 @@ async def finalize(
             "finalized_at": at,
             "paid_at": at if status is InvoiceStatus.PAID else None,
         }
+        invoices[offset] |= changes | {"status": status.value}
         final = read.model_copy(update=changes)
         reads.append(final)
         stamp = created["created_at"]
@@ -262,15 +258,7 @@ async def finalize(
                 "amount": final.credits_applied,
             }
             events.append(_event("credit.applied", draft.account_id, credit, at))
-    await session.execute(
-        _FINALIZE,
-        {
-            "ids": [r.id for r in reads],
-            "statuses": [r.status.value for r in reads],
-            "numbers": [r.number for r in reads],
-            "ats": [r.created_at for r in reads],
-        },
-    )
+    await bulk_insert(session, Invoice, invoices)
     await bulk_insert(session, Event, events)
     INVOICES_GENERATED.inc(len(reads))
     return reads

@@ -113,29 +113,6 @@ async def claim_due(
     return claimed
 
 
-# The columns a step may change, written back with one bulk UPDATE.
-_UPDATED = (
-    "status",
-    "plan_id",
-    "quantity",
-    "cycle_anchor",
-    "anchor_day",
-    "period_index",
-    "current_period_start",
-    "current_period_end",
-    "trial_start",
-    "trial_end",
-    "cancel_at_period_end",
-    "next_action_at",
-    "canceled_at",
-    "ended_at",
-    "updated_at",
-    "pending_change",
-    "pause_at_period_end",
-    "paused_at",
-    "resumes_at",
-    "usage_from",
-)
 _EVENT_TYPES = {
     StepKind.CANCEL: "subscription.canceled",
     StepKind.PAUSE: "subscription.paused",
@@ -170,7 +147,7 @@ async def run_due_steps(
 
     drafts: list[DraftInvoice] = []
     windows: list[UsageWindow] = []  # closing periods whose usage is billed (in arrears)
-    updates: list[dict[str, Any]] = []
+    updates: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # rows by the columns they set
     history: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     for item in claimed:
@@ -226,9 +203,12 @@ async def run_due_steps(
             columns["paused_at"] = at
             limit_at = at + timedelta(days=pause_max_days)
             columns["next_action_at"] = min(sub.resumes_at or limit_at, limit_at)
-        for name, value in columns.items():
+        # Only what changed is written: a renewal moves six columns of the twenty.
+        changed = {name: value for name, value in columns.items() if getattr(sub, name) != value}
+        for name, value in changed.items():
             setattr(sub, name, value)
-        updates.append({"id": sub.id} | {name: getattr(sub, name) for name in _UPDATED})
+        if changed:
+            updates.setdefault(tuple(changed), []).append({"id": sub.id} | changed)
         draft = draft_for(sub, step, at)  # type: ignore[arg-type]
         if draft is not None:
             drafts.append(draft)
@@ -260,7 +240,8 @@ async def run_due_steps(
         )
 
     drafts = with_usage_lines(drafts, windows, await usage_lines(session, windows))
-    await bulk_update(session, Subscription, updates)
+    for rows in updates.values():
+        await bulk_update(session, Subscription, rows)
     await bulk_insert(session, SubscriptionHistory, history)
     await bulk_insert(session, Event, events)
     await finalize(session, drafts, number_prefix=number_prefix)  # last: it takes the number lock

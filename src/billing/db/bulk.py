@@ -13,9 +13,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Table, text
+from sqlalchemy import JSON, Table, text
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.db.base import Base
@@ -36,7 +35,7 @@ def _array_type(table: Table, column: str) -> str:
 
 def _column_values(table: Table, column: str, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
     values = [row[column] for row in rows]
-    if isinstance(table.c[column].type, JSONB):
+    if isinstance(table.c[column].type, JSON):  # jsonb too
         return [None if v is None else json_dumps(v) for v in values]
     return values
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Identity, Index, String, func, text
+from sqlalchemy import JSON, BigInteger, Identity, Index, String, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from billing.db.base import Base
@@ -39,7 +39,10 @@ class Event(Base):
     seq: Mapped[int] = mapped_column(BigInteger, Identity(), unique=True)
     type: Mapped[str] = mapped_column(String(64))
     account_id: Mapped[uuid.UUID | None]
-    data: Mapped[dict[str, Any]]
+    # json, not jsonb: the payload is written once and only ever read whole, never searched
+    # inside; PostgreSQL checks json's syntax but does not convert it, which costs half as
+    # much on the hot path (three events per renewal), and keeps the fields in their order.
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
     # When the change happened, on the account's clock (a test clock's time for its accounts).
     created_at: Mapped[datetime]
     # When the row was written, on the database's clock: what retention counts from.

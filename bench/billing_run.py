@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench.cpu import backends, cpu_seconds, spent
+from billing import heap
 from billing.clock import FrozenClock
 from billing.db.embedded import start_embedded
 from billing.db.engine import create_engine, create_session_factory
@@ -102,6 +103,7 @@ def _worker_process(url: str, batch: int, go: Any, release: Any, results: Any) -
         )
         async with engine.connect() as conn:  # connected before the clock starts
             await conn.execute(text("SELECT 1"))
+        heap.settle()  # as `billing worker` does once started
         results.put("ready")
         await asyncio.to_thread(go.wait)
         cpu = time.process_time()

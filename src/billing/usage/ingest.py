@@ -1,10 +1,12 @@
 """Recording usage events: a whole batch with a handful of statements.
 
-One transaction per batch: the shared ingestion lock (see `aggregate`), one query for the
-batch's subscriptions (their accounts only where needed, see `_facts`), one `INSERT … SELECT
-FROM unnest … ON CONFLICT DO NOTHING` for the accepted events, and only when needed a look
-at the periods late events belong to and at the stored events whose keys came back as
-taken. The hot path talks to asyncpg directly: no ORM object and no per-row statement.
+A batch costs two statements in the common case: one query for the batch's subscriptions
+(their accounts only where needed, see `_facts`), then one `INSERT … SELECT FROM unnest …
+ON CONFLICT DO NOTHING` for the accepted events, which takes the shared ingestion lock
+itself (see `aggregate`) and commits on its own. Only when late events are accepted does
+the insert share a transaction with the marking of their billed periods, so that both or
+neither happen. The hot path talks to asyncpg directly: no ORM object and no per-row
+statement.
 
 Idempotency rests on the unique index on `idempotency_key`: when the same key arrives in
 concurrent requests, PostgreSQL lets one insert win and makes the others wait for it, so the
@@ -71,6 +73,7 @@ _KNOWN_METRICS = """
 # Columns travel as array literals in one text parameter each: asyncpg's binary arrays cost
 # a Python-level type check per element (about 12,000 per batch), the literals a join.
 # Properties and unique values, usually absent, come as JSON arrays (or NULL).
+# The ingestion lock is a one-time filter: taken once, before the first row (and its id).
 _INSERT = """
     WITH inserted AS (
         INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at,
@@ -82,6 +85,7 @@ _INSERT = """
                     $4::timestamptz[], $5::text::text[])
             WITH ORDINALITY AS e(subscription_id, metric, quantity, occurred_at,
                                  idempotency_key, n)
+        WHERE (SELECT true FROM pg_advisory_xact_lock_shared($10))
         ON CONFLICT (idempotency_key) DO NOTHING
         RETURNING idempotency_key
     )
@@ -183,11 +187,13 @@ def _json_array(values: list[str | None], *, raw: bool) -> str | None:
 
 
 async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under `session`. Ingestion runs its own asyncpg transaction on
-    it and issues nothing through SQLAlchemy, whose transaction therefore stays empty."""
+    """The asyncpg connection under `session`, outside any transaction: ingestion issues
+    nothing through SQLAlchemy, and its statements commit on their own (see above)."""
     connection = await session.connection()
-    raw = await connection.get_raw_connection()
-    return raw.driver_connection
+    raw: Any = (await connection.get_raw_connection()).driver_connection
+    if raw.is_in_transaction():
+        raise RuntimeError("usage ingestion needs a session that has not run a statement yet")
+    return raw
 
 
 async def record_events(
@@ -198,7 +204,7 @@ async def record_events(
     future_tolerance: timedelta,
     late_days: int,
 ) -> list[Result]:
-    """Check and store a batch; one result per event, in order. Commits (its own transaction)."""
+    """Check and store a batch; one result per event, in order. Commits what it writes."""
     results: list[Result | None] = [None] * len(events)
     sub_ids: list[str | None] = [None] * len(events)
     for index, event in enumerate(events):
@@ -208,8 +214,7 @@ async def record_events(
             sub_ids[index] = event["subscription_id"]
 
     db = await _driver(session)
-    async with db.transaction():
-        await _record(db, events, results, sub_ids, clock.now(), future_tolerance, late_days)
+    await _record(db, events, results, sub_ids, clock.now(), future_tolerance, late_days)
     assert None not in results
     return results  # type: ignore[return-value]
 
@@ -223,8 +228,6 @@ async def _record(
     future_tolerance: timedelta,
     late_days: int,
 ) -> None:
-    # Held until commit: the rollup's barrier waits for this transaction (see `aggregate`).
-    await db.execute("SELECT pg_advisory_xact_lock_shared($1)", INGEST_LOCK)
     facts = await _facts(db, events, sub_ids, system_now)
 
     rows: list[_Row] = []  # events that pass the checks
@@ -295,29 +298,19 @@ async def _record(
                 copies.append((row, original))
 
     taken: list[_Row] = []
-    if candidates:
-        stored, keys = await db.fetchrow(
-            _INSERT,
-            _array([row.sub_id for row in candidates]),
-            _quoted([row.event["metric"] for row in candidates]),
-            _array([str(row.event["quantity"]) for row in candidates]),
-            [row.occurred_at for row in candidates],
-            _quoted([row.event["idempotency_key"] for row in candidates]),
-            _json_array([row.properties for row in candidates], raw=True),
-            _json_array([row.unique for row in candidates], raw=False),
-            system_now,
-            len(candidates),
-        )
-        if stored == len(candidates):
-            for row in candidates:
-                results[row.position] = _accepted(row.position)
-        else:
-            inserted = set(keys or ())
-            for row in candidates:
-                if row.event["idempotency_key"] in inserted:
-                    results[row.position] = _accepted(row.position)
-                else:
-                    taken.append(row)
+    if marks:
+        # Late events accepted: their billed periods are marked in the insert's transaction.
+        async with db.transaction():
+            taken = await _insert(db, candidates, results, system_now)
+            pending = {
+                marks[row.position]
+                for row in candidates
+                if row.position in marks and results[row.position] is not None  # stored
+            }
+            if pending:
+                await db.execute(_MARK_PENDING, sorted(pending), system_now)
+    elif candidates:
+        taken = await _insert(db, candidates, results, system_now)
     if taken:
         await _compare_stored(db, taken, results)
     for row, original in copies:
@@ -331,13 +324,39 @@ async def _record(
             _duplicate(row.position) if same and not was_rejected else _reused(row.position)
         )
 
-    pending = {
-        marks[row.position]
-        for row in rows
-        if row.position in marks and (results[row.position] or {}).get("status") == ACCEPTED
-    }
-    if pending:
-        await db.execute(_MARK_PENDING, sorted(pending), system_now)
+
+async def _insert(
+    db: Any, candidates: Sequence[_Row], results: list[Result | None], system_now: datetime
+) -> list[_Row]:
+    """Store the candidates (one statement, its own transaction unless in one); mark the
+    stored ones accepted, and return those whose key was already taken."""
+    if not candidates:
+        return []
+    stored, keys = await db.fetchrow(
+        _INSERT,
+        _array([row.sub_id for row in candidates]),
+        _quoted([row.event["metric"] for row in candidates]),
+        _array([str(row.event["quantity"]) for row in candidates]),
+        [row.occurred_at for row in candidates],
+        _quoted([row.event["idempotency_key"] for row in candidates]),
+        _json_array([row.properties for row in candidates], raw=True),
+        _json_array([row.unique for row in candidates], raw=False),
+        system_now,
+        len(candidates),
+        INGEST_LOCK,
+    )
+    if stored == len(candidates):
+        for row in candidates:
+            results[row.position] = _accepted(row.position)
+        return []
+    inserted = set(keys or ())
+    taken = []
+    for row in candidates:
+        if row.event["idempotency_key"] in inserted:
+            results[row.position] = _accepted(row.position)
+        else:
+            taken.append(row)
+    return taken
 
 
 class _Row(NamedTuple):

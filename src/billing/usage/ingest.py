@@ -45,13 +45,17 @@ Result = dict[str, Any]
 
 # The ids come as an array literal: unnest it once in FROM. (As `s.id = ANY($1::text::uuid[])`
 # the literal would be parsed again for every row a sequential scan reads: text-to-array
-# casts are not constant-folded.)
+# casts are not constant-folded.) Subscriptions come grouped by what the checks read of
+# them (plan and period, usually shared by many): a few rows with the ids in arrays decode
+# in a fifth of the time a row per subscription takes.
 _SUBSCRIPTIONS = """
-    SELECT s.id::text AS id, s.status, s.plan_id, s.currency, s.current_period_start,
-           s.current_period_end, s.cancel_at_period_end, s.account_id,
+    SELECT s.status, s.plan_id, s.currency, s.current_period_start, s.current_period_end,
+           s.cancel_at_period_end, array_agg(s.id::text) AS ids,
+           array_agg(s.account_id) AS account_ids,
            (SELECT EXISTS (SELECT 1 FROM test_clocks)) AS clocks
     FROM unnest($1::text::uuid[]) AS wanted(id)
     JOIN subscriptions s ON s.id = wanted.id
+    GROUP BY 1, 2, 3, 4, 5, 6
 """
 _ACCOUNTS = """
     SELECT a.id, a.timezone, c.frozen_time
@@ -425,46 +429,64 @@ async def _facts(
     wanted = {sub_id for sub_id in sub_ids if sub_id is not None}
     if not wanted:
         return {}
-    rows = await db.fetch(_SUBSCRIPTIONS, _array(list(wanted)))
-    if not rows:
+    groups = await db.fetch(_SUBSCRIPTIONS, _array(list(wanted)))
+    if not groups:
         return {}
-    components = await components_for(db, {(row[2], row[3]) for row in rows})
-    if rows[0]["clocks"]:
-        need = {row[7] for row in rows}
+    components = await components_for(db, {(group[1], group[2]) for group in groups})
+    if groups[0]["clocks"]:
+        need = {account_id for group in groups for account_id in group["account_ids"]}
     else:
-        need = _accounts_near_bounds(rows, events, sub_ids, system_now)
+        need = _accounts_near_bounds(groups, events, sub_ids, system_now)
     accounts = (
         {row[0]: (row[1], row[2]) for row in await db.fetch(_ACCOUNTS, list(need))} if need else {}
     )
 
     facts: dict[str, Facts] = {}
-    # Unpacked in the order of the columns (1,000 rows a batch: no per-key lookups).
-    for sub_id, status, plan_id, currency, start, end, cancels, account_id, _ in rows:
-        account = accounts.get(account_id)
-        timezone, frozen = (None, None) if account is None else account
-        facts[sub_id] = Facts(
-            status,
-            components[(plan_id, currency)],
-            frozen or system_now,
-            _bound(start, timezone),
-            _bound(end, timezone),
-            cancels,
-        )
+    for group in groups:
+        shared = None  # the group's facts where the account needs no look
+        for sub_id, account_id in zip(group["ids"], group["account_ids"], strict=True):
+            account = accounts.get(account_id)
+            if account is None:
+                if shared is None:
+                    shared = _facts_of(group, components, None, system_now)
+                facts[sub_id] = shared
+            else:
+                facts[sub_id] = _facts_of(group, components, account, system_now)
     return facts
 
 
+def _facts_of(
+    group: Any,
+    components: Mapping[tuple[Any, str], Mapping[str, Any]],
+    account: tuple[str, datetime | None] | None,
+    system_now: datetime,
+) -> Facts:
+    status, plan_id, currency, start, end, cancels = group[:6]
+    timezone, frozen = (None, None) if account is None else account
+    return Facts(
+        status,
+        components[(plan_id, currency)],
+        frozen or system_now,
+        _bound(start, timezone),
+        _bound(end, timezone),
+        cancels,
+    )
+
+
 def _accounts_near_bounds(
-    rows: Sequence[Any],
+    groups: Sequence[Any],
     events: Sequence[EventIn | Invalid],
     sub_ids: Sequence[str | None],
     system_now: datetime,
 ) -> set[Any]:
     """Accounts of subscriptions with an event within a day of one of their period bounds."""
     bounds: dict[str, tuple[Any, tuple[datetime, datetime], tuple[datetime, datetime] | None]] = {}
-    for sub_id, _, _, _, start, end, cancels, account_id, _ in rows:
+    for _, _, _, start, end, cancels, ids, account_ids, _ in groups:
         if start is not None:
+            near = _near(start)
             ending = _near(end) if cancels and end is not None else None
-            bounds[sub_id] = (account_id, _near(start), ending)
+            for sub_id, account_id in zip(ids, account_ids, strict=True):
+                bounds[sub_id] = (account_id, near, ending)
     need = set()
     for index, event in enumerate(events):
         found = bounds.get(sub_ids[index] or "")

@@ -368,6 +368,45 @@ async def test_period_bounds_are_exact_without_test_clocks(make_app: Any) -> Non
         assert values(await usage_of(client, sub["id"])) == {"api_calls": ("0", 0)}
 
 
+async def test_one_batch_over_subscriptions_sharing_a_period_and_not(make_app: Any) -> None:
+    """Subscriptions on the same plan and period share their facts unless an event near a
+    bound needs the account's time zone; another period is judged by its own bounds."""
+    clock = FrozenClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+    app: FastAPI = make_app(clock=clock)
+    async with http_client(app, await new_api_key(app)) as client:
+        await metered_plan(client, [per_unit("api_calls")])
+        utc = await create_account(client, timezone="UTC")
+        kathmandu = await create_account(client, timezone="Asia/Kathmandu")
+        far = await create_account(client, timezone="Asia/Kathmandu")
+        a = await subscribe(client, utc["id"], trial_days=0)  # from 2026-03-10T00:00:00Z
+        b = await subscribe(client, kathmandu["id"], trial_days=0)  # from 2026-03-09T18:15Z
+        d = await subscribe(client, far["id"], trial_days=0)  # the same period as b
+        clock.set(datetime(2026, 3, 12, 12, 0, tzinfo=UTC))
+        c = await subscribe(client, utc["id"], trial_days=0)  # from 2026-03-12T00:00:00Z
+        answer = await send_batch(
+            client,
+            [
+                event(a["id"], timestamp="2026-03-09T23:59:59Z"),
+                event(a["id"], timestamp="2026-03-10T00:00:00Z"),
+                event(b["id"], timestamp="2026-03-09T18:14:59Z"),
+                event(b["id"], timestamp="2026-03-09T18:15:00Z"),
+                event(c["id"], timestamp="2026-03-11T23:59:59Z"),
+                event(c["id"], timestamp="2026-03-12T00:00:00Z"),
+                event(d["id"], timestamp="2026-03-11T11:00:00Z"),
+            ],
+        )
+        assert [r.get("reason") for r in answer["results"]] == [
+            "period_not_billable",
+            None,
+            "period_not_billable",
+            None,
+            "period_not_billable",
+            None,
+            None,
+        ]
+        assert answer["accepted"] == 4
+
+
 async def test_openapi_documents_the_usage_bodies(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     batch = spec["paths"]["/v1/usage/batch"]["post"]["requestBody"]["content"]["application/json"]

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 
 from billing.auth.permissions import Role
 from billing.clock import FrozenClock
+from billing.db.engine import raw_connect
 from tests.conftest import Sql, http_client, new_api_key, runtime_of
 from tests.factories.accounts import create_account
 from tests.factories.billing import account_on_clock, create_test_clock, subscribe
@@ -110,6 +111,50 @@ async def test_same_key_sent_1000_times_concurrently_is_counted_once(
         assert statuses == [200] * 999 + [201]
         assert values(await usage_of(client, sub["id"]))["api_calls"] == ("7", 0)
     assert await sql("SELECT count(*) FROM usage_events WHERE idempotency_key = 'hot'") == [(1,)]
+
+
+async def test_a_key_being_inserted_elsewhere_waits_and_is_judged_against_it(
+    client: httpx.AsyncClient, database_url: str, sql: Sql
+) -> None:
+    """A batch meeting a key another transaction is inserting waits for it, writes nothing
+    twice, and compares with what was stored: the same payload is a duplicate."""
+    sub = await _subscription(client)
+    other = await raw_connect(database_url)
+    try:
+        held = other.transaction()
+        await held.start()
+        await other.execute(
+            "INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at, "
+            "idempotency_key, received_at) VALUES ($1, 'api_calls', 5, $2, 'held', $2)",
+            uuid.UUID(sub["id"]),
+            datetime(2026, 3, 10, 11, 0, tzinfo=UTC),
+        )
+        sending = asyncio.create_task(
+            send_batch(
+                client,
+                [
+                    event(
+                        sub["id"],
+                        quantity=5,
+                        idempotency_key="held",
+                        timestamp="2026-03-10T11:00:00Z",
+                    ),
+                    event(sub["id"], quantity=2, idempotency_key="fresh", timestamp=NOW),
+                ],
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not sending.done()  # waiting on the held key
+        await held.commit()
+        answer = await sending
+    finally:
+        await other.close()
+    assert [r["status"] for r in answer["results"]] == ["duplicate", "accepted"]
+    rows = await sql("SELECT idempotency_key, quantity FROM usage_events ORDER BY id")
+    assert [(key, str(quantity)) for key, quantity in rows] == [
+        ("held", "5.000000000000"),
+        ("fresh", "2.000000000000"),
+    ]
 
 
 async def test_mixed_batch_reports_each_event(client: httpx.AsyncClient) -> None:

@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
 
+import asyncpg
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -78,7 +79,7 @@ _KNOWN_METRICS = """
 # a Python-level type check per element (about 12,000 per batch), the literals a join.
 # Properties and unique values, usually absent, come as JSON arrays (or NULL).
 # The ingestion lock is a one-time filter: taken once, before the first row (and its id).
-_INSERT = """
+_INSERT_TEMPLATE = """
     WITH inserted AS (
         INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at,
                                   idempotency_key, properties, unique_value, received_at)
@@ -89,14 +90,27 @@ _INSERT = """
                     $4::timestamptz[], $5::text::text[])
             WITH ORDINALITY AS e(subscription_id, metric, quantity, occurred_at,
                                  idempotency_key, n)
-        WHERE (SELECT true FROM pg_advisory_xact_lock_shared($10))
-        ON CONFLICT (idempotency_key) DO NOTHING
+        WHERE (SELECT true FROM pg_advisory_xact_lock_shared($10)) {new_keys}
+        ORDER BY e.n  -- ids in the batch's order (the latest of equal timestamps wins)
+        {on_conflict}
         RETURNING idempotency_key
     )
     SELECT count(*) AS stored,
            CASE WHEN count(*) < $9 THEN array_agg(idempotency_key) END AS keys
     FROM inserted
 """
+# Keys already stored are skipped by a look-up: about 8 % less work per row for PostgreSQL
+# than ON CONFLICT's speculative insertion. A key that another request is inserting at the
+# same moment makes this statement fail whole (nothing written), and the batch is then
+# written with ON CONFLICT DO NOTHING, which waits for the other request and skips the key.
+_INSERT_NEW = _INSERT_TEMPLATE.format(
+    new_keys="AND NOT EXISTS (SELECT 1 FROM usage_events u "
+    "WHERE u.idempotency_key = e.idempotency_key)",
+    on_conflict="",
+)
+_INSERT = _INSERT_TEMPLATE.format(
+    new_keys="", on_conflict="ON CONFLICT (idempotency_key) DO NOTHING"
+)
 _STORED = """
     SELECT idempotency_key, subscription_id::text AS subscription_id, metric, quantity,
            occurred_at, properties
@@ -305,7 +319,7 @@ async def _record(
     if marks:
         # Late events accepted: their billed periods are marked in the insert's transaction.
         async with db.transaction():
-            taken = await _insert(db, candidates, results, system_now)
+            taken = await _insert(db, candidates, results, system_now, shared=True)
             pending = {
                 marks[row.position]
                 for row in candidates
@@ -330,14 +344,18 @@ async def _record(
 
 
 async def _insert(
-    db: Any, candidates: Sequence[_Row], results: list[Result | None], system_now: datetime
+    db: Any,
+    candidates: Sequence[_Row],
+    results: list[Result | None],
+    system_now: datetime,
+    *,
+    shared: bool = False,
 ) -> list[_Row]:
-    """Store the candidates (one statement, its own transaction unless in one); mark the
-    stored ones accepted, and return those whose key was already taken."""
+    """Store the candidates (one statement, its own transaction unless `shared` with other
+    statements); mark the stored ones accepted, and return those whose key was taken."""
     if not candidates:
         return []
-    stored, keys = await db.fetchrow(
-        _INSERT,
+    arguments = (
         _array([row.sub_id for row in candidates]),
         _quoted([row.event["metric"] for row in candidates]),
         _array([str(row.event["quantity"]) for row in candidates]),
@@ -349,6 +367,13 @@ async def _insert(
         len(candidates),
         INGEST_LOCK,
     )
+    if shared:
+        stored, keys = await db.fetchrow(_INSERT, *arguments)
+    else:
+        try:
+            stored, keys = await db.fetchrow(_INSERT_NEW, *arguments)
+        except asyncpg.UniqueViolationError:
+            stored, keys = await db.fetchrow(_INSERT, *arguments)
     if stored == len(candidates):
         for row in candidates:
             results[row.position] = _accepted(row.position)

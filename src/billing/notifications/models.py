@@ -30,6 +30,8 @@ class EmailMessage(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     # No foreign key: events may be purged by retention while the mail record stays.
     event_id: Mapped[uuid.UUID]
+    # The event's place in the outbox: mails go out in the order of their events.
+    event_seq: Mapped[int | None] = mapped_column(BigInteger)
     event_type: Mapped[str] = mapped_column(String(64))
     # None for operational alerts, which are not about one account.
     account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"))

@@ -69,12 +69,18 @@ _SAVE_CURSOR = text(
     "UPDATE notification_cursors SET last_seq = :last_seq, gap_seq = :gap_seq, "
     "gap_xmax = :gap_xmax WHERE name = :name"
 )
+# Claimed in the order their events were recorded (UPDATE … RETURNING has no order of its
+# own): a customer's receipts arrive in the order of the payments.
 _CLAIM = text(
-    "UPDATE email_messages AS m SET attempts = m.attempts + 1, next_attempt_at = :lease_until "
-    "FROM (SELECT id FROM email_messages WHERE status = 'queued' AND next_attempt_at <= :now "
-    "      ORDER BY next_attempt_at, id LIMIT :limit FOR UPDATE SKIP LOCKED) AS due "
-    "WHERE m.id = due.id "
-    "RETURNING m.id, m.recipient, m.subject, m.text_body, m.html_body, m.attempts"
+    "WITH claimed AS ("
+    " UPDATE email_messages AS m SET attempts = m.attempts + 1, next_attempt_at = :lease_until"
+    " FROM (SELECT id, next_attempt_at FROM email_messages"
+    "       WHERE status = 'queued' AND next_attempt_at <= :now"
+    "       ORDER BY next_attempt_at, event_seq, id LIMIT :limit FOR UPDATE SKIP LOCKED) AS due"
+    " WHERE m.id = due.id"
+    " RETURNING m.id, m.recipient, m.subject, m.text_body, m.html_body, m.attempts,"
+    "           due.next_attempt_at AS due_at, m.event_seq)"
+    " SELECT * FROM claimed ORDER BY due_at, event_seq, id"
 )
 
 
@@ -144,6 +150,7 @@ async def _queue_emails(
         row: dict[str, Any] = {
             "id": uuid.uuid4(),
             "event_id": event.id,
+            "event_seq": event.seq,
             "event_type": event.type,
             "account_id": account_id,
             "template": template,

@@ -36,7 +36,7 @@ format: install
 	$(BIN)/ruff format .
 
 bench: install ## Benchmarks print their figures; they are not tests
-	$(BIN)/python bench/api_load.py
+	$(BIN)/python -m bench.api_load
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,6 @@
 """Mixed API load over loopback, and the same server's /health ceiling.
 
-    python bench/api_load.py [--database-url URL] [--seconds 15] [--concurrency 32]
+    python -m bench.api_load [--database-url URL] [--seconds 15] [--concurrency 32]
 
 Starts `billing serve --workers 2` (auth, rate limiting with a raised limit, idempotency and
 JSON logging all on), seeds accounts and plans, then drives 60 % GET /v1/accounts/{id},

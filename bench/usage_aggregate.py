@@ -1,6 +1,6 @@
 """The usage summary of one subscription with 10M events in its current period.
 
-    python bench/usage_aggregate.py [--database-url URL] [--events 10000000] [--tail 100000]
+    python -m bench.usage_aggregate [--database-url URL] [--events 10000000] [--tail 100000]
 
 Starts `billing serve --no-worker` (loopback; an embedded PostgreSQL in a temporary directory
 unless --database-url is given), creates a subscription on a metered plan through the API,

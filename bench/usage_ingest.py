@@ -1,6 +1,6 @@
 """Usage ingestion through the real HTTP API, and the raw PostgreSQL ceiling for the same rows.
 
-    python bench/usage_ingest.py [--database-url URL] [--events 400000] [--concurrency 4]
+    python -m bench.usage_ingest [--database-url URL] [--events 400000] [--concurrency 4]
 
 Starts `billing serve --workers 2 --no-worker` (loopback only; an embedded PostgreSQL in a
 temporary directory unless --database-url is given), seeds 10,000 active subscriptions on a

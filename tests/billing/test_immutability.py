@@ -9,10 +9,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from billing.db.engine import raw_connect
+from billing.invoicing.writer import DEFER_INVOICE_REFERENCES
 from tests.conftest import Sql
 from tests.factories.billing import (
     account_on_clock,
@@ -194,3 +197,27 @@ async def test_payment_state_still_moves_on(client: httpx.AsyncClient, sql: Sql)
         id=other["id"],
     )
     assert (await client.get(f"/v1/invoices/{other['id']}")).json()["status"] == "uncollectible"
+
+
+_ORPHAN_LINE = (
+    "INSERT INTO invoice_lines (id, invoice_id, position, kind, description, quantity, "
+    "amount, details) VALUES ($1, $2, 0, 'one_off', 'Orphan', 1, 100, '{}')"
+)
+
+
+async def test_rows_written_ahead_of_their_invoice_need_it_by_commit(database_url: str) -> None:
+    """Finalization writes lines before their invoice under deferred foreign keys: a line
+    whose invoice never comes is still refused, at commit; without deferral, at once."""
+    conn = await raw_connect(database_url)
+    try:
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute(_ORPHAN_LINE, uuid.uuid4(), uuid.uuid4())
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(str(DEFER_INVOICE_REFERENCES))
+        await conn.execute(_ORPHAN_LINE, uuid.uuid4(), uuid.uuid4())  # accepted for now
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await transaction.commit()
+        assert await conn.fetchval("SELECT count(*) FROM invoice_lines") == 0
+    finally:
+        await conn.close()

@@ -40,7 +40,7 @@ _BUMP = text(
 )
 # Lines, tax rows and credit applications are written before their invoice, which is written
 # once, numbered and final, after the number lock: their foreign keys wait for it until commit.
-_DEFER = text(
+DEFER_INVOICE_REFERENCES = text(
     "SET CONSTRAINTS fk_invoice_lines_invoice_id_invoices, "
     "fk_invoice_taxes_invoice_id_invoices, fk_credit_entries_invoice_id_invoices DEFERRED"
 )
@@ -207,7 +207,7 @@ async def finalize(
         drafted.append((draft, read, created))
         created_events.append(_event("invoice.created", draft.account_id, created, at))
 
-    await session.execute(_DEFER)
+    await session.execute(DEFER_INVOICE_REFERENCES)
     await bulk_insert(session, InvoiceLine, lines)
     await bulk_insert(session, InvoiceTax, tax_rows)
     await bulk_insert(session, CreditEntry, credits + tax_credits)

@@ -27,7 +27,7 @@ from sqlalchemy import text
 from bench.cpu import backends, cpu_seconds, spent
 from billing import heap
 from billing.clock import FrozenClock
-from billing.db.embedded import start_embedded
+from billing.db.embedded import release_embedded, start_embedded
 from billing.db.engine import create_engine, create_session_factory
 from billing.db.migrate import upgrade
 from billing.settings import Settings
@@ -126,72 +126,79 @@ async def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="billing-bench-") as tmp:
-        url = args.database_url or start_embedded(Path(tmp))
-        await upgrade(url)
-        engine = create_engine(url, pool_size=args.workers + 2, max_overflow=0)
-        async with engine.begin() as conn:
-            for statement in SEED:
-                await conn.execute(text(statement), {"n": args.subs})
-        # One process per worker, as `billing worker` runs in production: each has its own
-        # interpreter and connections, and they meet only in PostgreSQL.
-        spawn = multiprocessing.get_context("spawn")
-        go, release = spawn.Event(), spawn.Event()
-        results = spawn.Queue()
-        procs = [
-            spawn.Process(target=_worker_process, args=(url, args.batch, go, release, results))
-            for _ in range(args.workers)
-        ]
-        for proc in procs:
-            proc.start()
-        ready = [results.get(timeout=120) for _ in procs]
-        assert ready == ["ready"] * len(procs), ready
-        before = cpu_seconds(await backends(url))
-        started = time.perf_counter()
-        go.set()
-        done = [results.get(timeout=3600) for _ in procs]
-        elapsed = time.perf_counter() - started
-        after = cpu_seconds(await backends(url))  # while the workers are still connected
-        release.set()
-        for proc in procs:
-            proc.join()
-        counts = [count for count, _ in done]
-        worker_cpu = sum(cpu for _, cpu in done)
-        renewed = sum(counts)
-        async with engine.connect() as conn:
-            invoices = (await conn.execute(text("SELECT count(*) FROM invoices"))).scalar_one()
-            top = (
-                await conn.execute(text("SELECT max(number), count(DISTINCT number) FROM invoices"))
-            ).one()
-        rate = invoices / elapsed
-        print(f"renewed {renewed} subscriptions -> {invoices} invoices in {elapsed:.2f} s")
-        print(
-            f"worker path: {rate:,.0f} finalized invoices/s "
-            f"({args.workers} workers x batch {args.batch}); last number {top[0]}, "
-            f"{top[1]} distinct"
-        )
-        per = 1000 * 1000 / max(invoices, 1)  # ms per 1,000 invoices
-        print(
-            f"CPU per 1,000 invoices: workers {worker_cpu * per:.1f} ms, "
-            f"PostgreSQL backends {spent(before, after) * per:.1f} ms"
-        )
+        url = args.database_url or await asyncio.to_thread(start_embedded, Path(tmp))
+        try:
+            await run(args, url)
+        finally:
+            release_embedded(Path(tmp))  # before the temporary directory goes
 
-        async with engine.begin() as conn:
-            for statement in CEILING[:3]:
-                await conn.execute(text(statement))
-        async with engine.begin() as conn:
-            t0 = time.perf_counter()
-            await conn.execute(text(CEILING[3]), {"at": DUE})
-        ceiling_elapsed = time.perf_counter() - t0
-        async with engine.begin() as conn:
-            await conn.execute(text(CEILING[0]))
-        ceiling = args.subs / ceiling_elapsed
-        print(
-            f"set-based ceiling: {ceiling:,.0f} invoices/s (one INSERT … SELECT, "
-            f"{ceiling_elapsed:.2f} s)"
-        )
-        print(f"worker / ceiling: {rate / ceiling:.2f}")
-        print("target: >= 5,000 finalized invoices/s")
-        await engine.dispose()
+
+async def run(args: argparse.Namespace, url: str) -> None:
+    await upgrade(url)
+    engine = create_engine(url, pool_size=args.workers + 2, max_overflow=0)
+    async with engine.begin() as conn:
+        for statement in SEED:
+            await conn.execute(text(statement), {"n": args.subs})
+    # One process per worker, as `billing worker` runs in production: each has its own
+    # interpreter and connections, and they meet only in PostgreSQL.
+    spawn = multiprocessing.get_context("spawn")
+    go, release = spawn.Event(), spawn.Event()
+    results = spawn.Queue()
+    procs = [
+        spawn.Process(target=_worker_process, args=(url, args.batch, go, release, results))
+        for _ in range(args.workers)
+    ]
+    for proc in procs:
+        proc.start()
+    ready = [results.get(timeout=120) for _ in procs]
+    assert ready == ["ready"] * len(procs), ready
+    before = cpu_seconds(await backends(url))
+    started = time.perf_counter()
+    go.set()
+    done = [results.get(timeout=3600) for _ in procs]
+    elapsed = time.perf_counter() - started
+    after = cpu_seconds(await backends(url))  # while the workers are still connected
+    release.set()
+    for proc in procs:
+        proc.join()
+    counts = [count for count, _ in done]
+    worker_cpu = sum(cpu for _, cpu in done)
+    renewed = sum(counts)
+    async with engine.connect() as conn:
+        invoices = (await conn.execute(text("SELECT count(*) FROM invoices"))).scalar_one()
+        top = (
+            await conn.execute(text("SELECT max(number), count(DISTINCT number) FROM invoices"))
+        ).one()
+    rate = invoices / elapsed
+    print(f"renewed {renewed} subscriptions -> {invoices} invoices in {elapsed:.2f} s")
+    print(
+        f"worker path: {rate:,.0f} finalized invoices/s "
+        f"({args.workers} workers x batch {args.batch}); last number {top[0]}, "
+        f"{top[1]} distinct"
+    )
+    per = 1000 * 1000 / max(invoices, 1)  # ms per 1,000 invoices
+    print(
+        f"CPU per 1,000 invoices: workers {worker_cpu * per:.1f} ms, "
+        f"PostgreSQL backends {spent(before, after) * per:.1f} ms"
+    )
+
+    async with engine.begin() as conn:
+        for statement in CEILING[:3]:
+            await conn.execute(text(statement))
+    async with engine.begin() as conn:
+        t0 = time.perf_counter()
+        await conn.execute(text(CEILING[3]), {"at": DUE})
+    ceiling_elapsed = time.perf_counter() - t0
+    async with engine.begin() as conn:
+        await conn.execute(text(CEILING[0]))
+    ceiling = args.subs / ceiling_elapsed
+    print(
+        f"set-based ceiling: {ceiling:,.0f} invoices/s (one INSERT … SELECT, "
+        f"{ceiling_elapsed:.2f} s)"
+    )
+    print(f"worker / ceiling: {rate / ceiling:.2f}")
+    print("target: >= 5,000 finalized invoices/s")
+    await engine.dispose()
 
 
 if __name__ == "__main__":

@@ -96,3 +96,19 @@ def running_server(
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextmanager
+def server_database(server: Server, database_url: str | None) -> Iterator[str]:
+    """The URL of the server's database: the given one, or its embedded PostgreSQL, joined
+    for the duration (and left before the server stops, so that the server's exit stops it)."""
+    if database_url is not None:
+        yield database_url
+        return
+    from billing.db.embedded import DATABASE_NAME, embedded_server, release_embedded, server_url
+
+    data_dir = Path(server.env["BILLING_DATA_DIR"])
+    try:
+        yield server_url(embedded_server(data_dir), DATABASE_NAME)
+    finally:
+        release_embedded(data_dir)

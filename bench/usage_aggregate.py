@@ -21,13 +21,12 @@ import statistics
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 
-from bench.server import Server, running_server
+from bench.server import Server, running_server, server_database
 from billing.db.engine import create_engine, create_session_factory, libpq_url
 from billing.usage.aggregate import roll_up
 
@@ -162,14 +161,10 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
 
-    with running_server(database_url=args.database_url, workers=1) as server:
-        url = args.database_url
-        if url is None:
-            from billing.db.embedded import DATABASE_NAME, embedded_server, server_url
-
-            # The server's embedded PostgreSQL (joined, not started again).
-            data_dir = Path(server.env["BILLING_DATA_DIR"])
-            url = server_url(embedded_server(data_dir), DATABASE_NAME)
+    with (
+        running_server(database_url=args.database_url, workers=1) as server,
+        server_database(server, args.database_url) as url,
+    ):
         sub_id = await subscribe(server)
         start = await backdate(url, sub_id)
         now = datetime.now(UTC)

@@ -23,7 +23,6 @@ import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,7 +30,7 @@ import asyncpg
 import orjson
 
 from bench.cpu import backends, children, cpu_seconds, spent
-from bench.server import Server, running_server
+from bench.server import Server, running_server, server_database
 from billing.db.engine import libpq_url
 
 PLAN = {
@@ -203,14 +202,10 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=4, help="API / ceiling turns")
     args = parser.parse_args()
 
-    with running_server(database_url=args.database_url, workers=args.workers) as server:
-        url = args.database_url
-        if url is None:
-            from billing.db.embedded import DATABASE_NAME, embedded_server, server_url
-
-            # The server's embedded PostgreSQL (joined, not started again).
-            data_dir = Path(server.env["BILLING_DATA_DIR"])
-            url = server_url(embedded_server(data_dir), DATABASE_NAME)
+    with (
+        running_server(database_url=args.database_url, workers=args.workers) as server,
+        server_database(server, args.database_url) as url,
+    ):
         sub_ids = await seed(server, url, args.subs)
         count = max(1, args.events // args.batch)
         now = datetime.now(UTC) - timedelta(seconds=1)

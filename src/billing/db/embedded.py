@@ -51,3 +51,14 @@ def start_embedded(data_dir: Path) -> str:
     server = embedded_server(data_dir)
     asyncio.run(ensure_database(server_url(server, "postgres"), DATABASE_NAME))
     return server_url(server, DATABASE_NAME)
+
+
+def release_embedded(data_dir: Path) -> None:
+    """Leave the embedded server of `data_dir`; the last process to leave stops it.
+
+    Processes leave at exit by themselves; a process that removes the data directory before
+    exiting (a temporary one) must leave first, or the server outlives them all.
+    """
+    server = _servers.pop((data_dir / "pgdata").resolve(), None)
+    if server is not None:
+        server.cleanup()

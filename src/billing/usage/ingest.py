@@ -1,23 +1,27 @@
 """Recording usage events: a whole batch with a handful of statements.
 
-A batch costs two statements in the common case: one query for the batch's subscriptions
-(their accounts only where needed, see `_facts`), then one `INSERT … SELECT FROM unnest …
-ON CONFLICT DO NOTHING` for the accepted events, which takes the shared ingestion lock
-itself (see `aggregate`) and commits on its own. Only when late events are accepted does
-the insert share a transaction with the marking of their billed periods, so that both or
-neither happen. The hot path talks to asyncpg directly: no ORM object and no per-row
-statement.
+One transaction per batch: the shared ingestion lock (see `aggregate`), one query for the
+batch's subscriptions (their accounts only where needed, see `_facts`), one `INSERT … SELECT
+FROM unnest …` for the accepted events, and only when needed a look at the periods late
+events belong to and at the stored events whose keys came back as taken. The lock comes
+first, in a statement of its own, so that the subscriptions are read with a snapshot taken
+after it: a renewal's barrier either waits for this batch or is seen by it. The hot path
+talks to asyncpg directly: no ORM object and no per-row statement.
 
-Idempotency rests on the unique index on `idempotency_key`: when the same key arrives in
-concurrent requests, PostgreSQL lets one insert win and makes the others wait for it, so the
-event is stored once and every other copy is compared with it: the same payload is a
-`duplicate`, a different one is rejected as `idempotency_key_reused`.
+Idempotency rests on the unique index on `idempotency_key`. The insert skips keys already
+stored with a look-up (cheaper than ON CONFLICT's speculative insertion); when another
+request is inserting one of the batch's keys at the same moment, the look-up cannot see it
+and the insert fails on the index, so the batch, nothing of it written, is recorded again
+with ON CONFLICT DO NOTHING, which makes it wait for the other request. Either way the event
+is stored once and every other copy is compared with it: the same payload is a `duplicate`,
+a different one is rejected as `idempotency_key_reused`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NamedTuple
@@ -44,17 +48,16 @@ from billing.usage.schemas import EventIn, EventStatus, Invalid, Reason, propert
 
 Result = dict[str, Any]
 
-# The ids come as an array literal: unnest it once in FROM. (As `s.id = ANY($1::text::uuid[])`
-# the literal would be parsed again for every row a sequential scan reads: text-to-array
-# casts are not constant-folded.) Subscriptions come grouped by what the checks read of
-# them (plan and period, usually shared by many): a few rows with the ids in arrays decode
-# in a fifth of the time a row per subscription takes.
+# Subscription ids (canonical text) go as a binary uuid[]: the driver parses each in C,
+# where PostgreSQL's parsing of a text literal cost twice the CPU. Subscriptions come
+# grouped by what the checks read of them (plan and period, usually shared by many): a few
+# rows with the ids in arrays decode in a fifth of the time a row per subscription takes.
 _SUBSCRIPTIONS = """
     SELECT s.status, s.plan_id, s.currency, s.current_period_start, s.current_period_end,
            s.cancel_at_period_end, array_agg(s.id::text) AS ids,
            array_agg(s.account_id) AS account_ids,
            (SELECT EXISTS (SELECT 1 FROM test_clocks)) AS clocks
-    FROM unnest($1::text::uuid[]) AS wanted(id)
+    FROM unnest($1::uuid[]) AS wanted(id)
     JOIN subscriptions s ON s.id = wanted.id
     GROUP BY 1, 2, 3, 4, 5, 6
 """
@@ -75,10 +78,10 @@ _KNOWN_METRICS = """
          jsonb_array_elements(coalesce(price->'metered', '[]'::jsonb)) AS c
     WHERE c->>'metric' = ANY($1::text[])
 """
-# Columns travel as array literals in one text parameter each: asyncpg's binary arrays cost
-# a Python-level type check per element (about 12,000 per batch), the literals a join.
+# Text columns travel as array literals in one text parameter each: asyncpg's binary arrays
+# cost a Python-level type check per element, the literals a join. (Not so the ids and
+# instants: parsing them from text costs PostgreSQL more than the checks cost here.)
 # Properties and unique values, usually absent, come as JSON arrays (or NULL).
-# The ingestion lock is a one-time filter: taken once, before the first row (and its id).
 _INSERT_TEMPLATE = """
     WITH inserted AS (
         INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at,
@@ -86,11 +89,11 @@ _INSERT_TEMPLATE = """
         SELECT e.subscription_id, e.metric, e.quantity, e.occurred_at, e.idempotency_key,
                nullif($6::jsonb -> (e.n - 1)::int, 'null'::jsonb),
                $7::jsonb ->> (e.n - 1)::int, $8
-        FROM unnest($1::text::uuid[], $2::text::text[], $3::text::numeric[],
+        FROM unnest($1::uuid[], $2::text::text[], $3::text::numeric[],
                     $4::timestamptz[], $5::text::text[])
             WITH ORDINALITY AS e(subscription_id, metric, quantity, occurred_at,
                                  idempotency_key, n)
-        WHERE (SELECT true FROM pg_advisory_xact_lock_shared($10)) {new_keys}
+        {new_keys}
         ORDER BY e.n  -- ids in the batch's order (the latest of equal timestamps wins)
         {on_conflict}
         RETURNING idempotency_key
@@ -101,10 +104,9 @@ _INSERT_TEMPLATE = """
 """
 # Keys already stored are skipped by a look-up: about 8 % less work per row for PostgreSQL
 # than ON CONFLICT's speculative insertion. A key that another request is inserting at the
-# same moment makes this statement fail whole (nothing written), and the batch is then
-# written with ON CONFLICT DO NOTHING, which waits for the other request and skips the key.
+# same moment makes it fail (see `record_events`).
 _INSERT_NEW = _INSERT_TEMPLATE.format(
-    new_keys="AND NOT EXISTS (SELECT 1 FROM usage_events u "
+    new_keys="WHERE NOT EXISTS (SELECT 1 FROM usage_events u "
     "WHERE u.idempotency_key = e.idempotency_key)",
     on_conflict="",
 )
@@ -183,7 +185,7 @@ def _midnight(day: Any, timezone: str) -> datetime:
 
 
 def _array(values: Sequence[str]) -> str:
-    """An array literal of values that need no quoting (validated uuids, numbers)."""
+    """An array literal of values that need no quoting (numbers)."""
     return "{" + ",".join(values) + "}"
 
 
@@ -205,13 +207,35 @@ def _json_array(values: list[str | None], *, raw: bool) -> str | None:
 
 
 async def _driver(session: AsyncSession) -> Any:
-    """The asyncpg connection under `session`, outside any transaction: ingestion issues
-    nothing through SQLAlchemy, and its statements commit on their own (see above)."""
+    """The asyncpg connection under `session`, outside any transaction: ingestion runs its
+    own transaction on it and issues nothing through SQLAlchemy, whose stays empty."""
     connection = await session.connection()
     raw: Any = (await connection.get_raw_connection()).driver_connection
     if raw.is_in_transaction():
         raise RuntimeError("usage ingestion needs a session that has not run a statement yet")
     return raw
+
+
+# One round trip: the transaction and the shared ingestion lock, held until commit (the
+# rollup's barrier waits for this transaction, see `aggregate`). The statements that follow
+# read with snapshots taken after the lock.
+_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock_shared({INGEST_LOCK})"
+
+
+@contextlib.asynccontextmanager
+async def _ingesting(db: Any) -> AsyncIterator[None]:
+    await db.execute(_BEGIN)
+    try:
+        yield
+    except BaseException:
+        try:
+            if not db.is_closed():
+                await db.execute("ROLLBACK")
+        except BaseException:
+            db.terminate()  # in an unknown state: the pool replaces it
+            raise
+        raise
+    await db.execute("COMMIT")
 
 
 async def record_events(
@@ -232,7 +256,18 @@ async def record_events(
             sub_ids[index] = event["subscription_id"]
 
     db = await _driver(session)
-    await _record(db, events, results, sub_ids, clock.now(), future_tolerance, late_days)
+    now = clock.now()
+    checked = list(results)
+    try:
+        async with db.transaction():
+            await _record(
+                db, events, results, sub_ids, now, future_tolerance, late_days, _INSERT_NEW
+            )
+    except asyncpg.UniqueViolationError:
+        # A key of the batch is being inserted by another request; nothing was written.
+        results[:] = checked
+        async with db.transaction():
+            await _record(db, events, results, sub_ids, now, future_tolerance, late_days, _INSERT)
     assert None not in results
     return results  # type: ignore[return-value]
 
@@ -245,6 +280,7 @@ async def _record(
     system_now: datetime,
     future_tolerance: timedelta,
     late_days: int,
+    insert: str,
 ) -> None:
     facts = await _facts(db, events, sub_ids, system_now)
 
@@ -315,20 +351,7 @@ async def _record(
             else:
                 copies.append((row, original))
 
-    taken: list[_Row] = []
-    if marks:
-        # Late events accepted: their billed periods are marked in the insert's transaction.
-        async with db.transaction():
-            taken = await _insert(db, candidates, results, system_now, shared=True)
-            pending = {
-                marks[row.position]
-                for row in candidates
-                if row.position in marks and results[row.position] is not None  # stored
-            }
-            if pending:
-                await db.execute(_MARK_PENDING, sorted(pending), system_now)
-    elif candidates:
-        taken = await _insert(db, candidates, results, system_now)
+    taken = await _insert(db, insert, candidates, results, system_now)
     if taken:
         await _compare_stored(db, taken, results)
     for row, original in copies:
@@ -342,38 +365,34 @@ async def _record(
             _duplicate(row.position) if same and not was_rejected else _reused(row.position)
         )
 
+    pending = {
+        marks[row.position]
+        for row in rows
+        if row.position in marks and (results[row.position] or {}).get("status") == ACCEPTED
+    }
+    if pending:
+        await db.execute(_MARK_PENDING, sorted(pending), system_now)
+
 
 async def _insert(
-    db: Any,
-    candidates: Sequence[_Row],
-    results: list[Result | None],
-    system_now: datetime,
-    *,
-    shared: bool = False,
+    db: Any, insert: str, candidates: Sequence[_Row], results: list[Result | None], now: datetime
 ) -> list[_Row]:
-    """Store the candidates (one statement, its own transaction unless `shared` with other
-    statements); mark the stored ones accepted, and return those whose key was taken."""
+    """Store the candidates with `insert` (one statement); mark the stored ones accepted, and
+    return those whose key was taken."""
     if not candidates:
         return []
     arguments = (
-        _array([row.sub_id for row in candidates]),
+        [row.sub_id for row in candidates],
         _quoted([row.event["metric"] for row in candidates]),
         _array([str(row.event["quantity"]) for row in candidates]),
         [row.occurred_at for row in candidates],
         _quoted([row.event["idempotency_key"] for row in candidates]),
         _json_array([row.properties for row in candidates], raw=True),
         _json_array([row.unique for row in candidates], raw=False),
-        system_now,
+        now,
         len(candidates),
-        INGEST_LOCK,
     )
-    if shared:
-        stored, keys = await db.fetchrow(_INSERT, *arguments)
-    else:
-        try:
-            stored, keys = await db.fetchrow(_INSERT_NEW, *arguments)
-        except asyncpg.UniqueViolationError:
-            stored, keys = await db.fetchrow(_INSERT, *arguments)
+    stored, keys = await db.fetchrow(insert, *arguments)
     if stored == len(candidates):
         for row in candidates:
             results[row.position] = _accepted(row.position)
@@ -454,7 +473,7 @@ async def _facts(
     wanted = {sub_id for sub_id in sub_ids if sub_id is not None}
     if not wanted:
         return {}
-    groups = await db.fetch(_SUBSCRIPTIONS, _array(list(wanted)))
+    groups = await db.fetch(_SUBSCRIPTIONS, list(wanted))
     if not groups:
         return {}
     components = await components_for(db, {(group[1], group[2]) for group in groups})

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from billing.auth.permissions import Role
 from billing.clock import FrozenClock
 from billing.db.engine import raw_connect
+from billing.usage.aggregate import INGEST_LOCK
 from tests.conftest import Sql, http_client, new_api_key, runtime_of
 from tests.factories.accounts import create_account
 from tests.factories.billing import account_on_clock, create_test_clock, subscribe
@@ -155,6 +156,28 @@ async def test_a_key_being_inserted_elsewhere_waits_and_is_judged_against_it(
         ("held", "5.000000000000"),
         ("fresh", "2.000000000000"),
     ]
+
+
+async def test_a_batch_waits_while_the_rollup_barrier_holds_the_ingestion_lock(
+    client: httpx.AsyncClient, database_url: str, sql: Sql
+) -> None:
+    """Ingestion takes the ingestion lock (shared) before it reads anything: while the rollup's
+    barrier holds it exclusively, a batch neither reads nor writes."""
+    sub = await _subscription(client)
+    barrier = await raw_connect(database_url)
+    try:
+        held = barrier.transaction()
+        await held.start()
+        await barrier.execute("SELECT pg_advisory_xact_lock($1)", INGEST_LOCK)
+        sending = asyncio.create_task(send_batch(client, [event(sub["id"], timestamp=NOW)]))
+        await asyncio.sleep(0.5)
+        assert not sending.done()
+        assert await sql("SELECT count(*) FROM usage_events") == [(0,)]
+        await held.commit()
+        answer = await sending
+    finally:
+        await barrier.close()
+    assert answer["accepted"] == 1
 
 
 async def test_mixed_batch_reports_each_event(client: httpx.AsyncClient) -> None:

@@ -258,16 +258,15 @@ async def record_events(
     db = await _driver(session)
     now = clock.now()
     checked = list(results)
+    limits = (future_tolerance, late_days)
     try:
-        async with db.transaction():
-            await _record(
-                db, events, results, sub_ids, now, future_tolerance, late_days, _INSERT_NEW
-            )
+        async with _ingesting(db):
+            await _record(db, events, results, sub_ids, now, *limits, _INSERT_NEW)
     except asyncpg.UniqueViolationError:
         # A key of the batch is being inserted by another request; nothing was written.
         results[:] = checked
-        async with db.transaction():
-            await _record(db, events, results, sub_ids, now, future_tolerance, late_days, _INSERT)
+        async with _ingesting(db):
+            await _record(db, events, results, sub_ids, now, *limits, _INSERT)
     assert None not in results
     return results  # type: ignore[return-value]
 

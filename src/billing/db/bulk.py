@@ -40,13 +40,18 @@ def _column_values(table: Table, column: str, rows: Sequence[Mapping[str, Any]])
     return values
 
 
+async def driver_of(session: AsyncSession) -> Any:
+    """The asyncpg connection under `session` (the session's own, checked out for it)."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
 async def driver_connection(session: AsyncSession) -> Any:
     """The asyncpg connection under `session`, inside the session's transaction."""
-    connection = await session.connection()
-    raw: Any = (await connection.get_raw_connection()).driver_connection
+    raw = await driver_of(session)
     if not raw.is_in_transaction():
         # The driver opens the transaction with the first statement: have one run.
-        await connection.execute(text("SELECT 1"))
+        await session.execute(text("SELECT 1"))
     return raw
 
 

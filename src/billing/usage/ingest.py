@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from billing.catalog.models import Aggregation
 from billing.clock import Clock
 from billing.core.periods import local_midnight
+from billing.db.bulk import driver_of
 from billing.usage.aggregate import INGEST_LOCK
 from billing.usage.components import components_for
 from billing.usage.rules import (
@@ -140,6 +141,8 @@ def _duplicate(index: int) -> Result:
 
 
 def _rejected(index: int, reason: Reason, message: str, field: str | None = None) -> Result:
+    """A rejection; the field in question is the reason's own unless given."""
+    field = field if field is not None else _FIELDS.get(reason)
     result: Result = {
         "index": index,
         "status": REJECTED,
@@ -164,10 +167,7 @@ _FIELDS = {
 
 
 def _rejection(index: int, rejection: Rejection) -> Result:
-    field = _FIELDS.get(rejection.reason)
-    if rejection.reason is Reason.INVALID:
-        field = rejection.message.partition(":")[0]
-    return _rejected(index, rejection.reason, rejection.message, field)
+    return _rejected(index, rejection.reason, rejection.message, rejection.field)
 
 
 def _reused(index: int) -> Result:
@@ -175,7 +175,6 @@ def _reused(index: int) -> Result:
         index,
         Reason.IDEMPOTENCY_KEY_REUSED,
         "idempotency_key: an event with this key and a different payload is already recorded.",
-        "idempotency_key",
     )
 
 
@@ -209,8 +208,7 @@ def _json_array(values: list[str | None], *, raw: bool) -> str | None:
 async def _driver(session: AsyncSession) -> Any:
     """The asyncpg connection under `session`, outside any transaction: ingestion runs its
     own transaction on it and issues nothing through SQLAlchemy, whose stays empty."""
-    connection = await session.connection()
-    raw: Any = (await connection.get_raw_connection()).driver_connection
+    raw = await driver_of(session)
     if raw.is_in_transaction():
         raise RuntimeError("usage ingestion needs a session that has not run a statement yet")
     return raw
@@ -297,7 +295,6 @@ async def _record(
                 index,
                 Reason.SUBSCRIPTION_NOT_FOUND,
                 f"subscription_id: no subscription {sub_id}.",
-                "subscription_id",
             )
             continue
         occurred_at = event.get("timestamp") or found.now
@@ -586,7 +583,6 @@ async def _unknown_metrics(
                 index,
                 Reason.UNKNOWN_METRIC,
                 f"metric: no plan meters {metric!r}.",
-                "metric",
             )
 
 

@@ -45,6 +45,7 @@ class Facts(NamedTuple):
 class Rejection:
     reason: Reason
     message: str
+    field: str | None = None  # when the reason alone does not tell (see ingest._FIELDS)
 
 
 class Placement(Enum):
@@ -74,7 +75,9 @@ def check_event(
         )
     if component.aggregation is Aggregation.COUNT and quantity != quantity.to_integral_value():
         return Rejection(
-            Reason.INVALID, f"quantity: {metric} is a count metric; send a whole number."
+            Reason.INVALID,
+            f"quantity: {metric} is a count metric; send a whole number.",
+            field="quantity",
         )
     if component.aggregation is Aggregation.UNIQUE_COUNT:
         assert component.property is not None  # the catalog requires it

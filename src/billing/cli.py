@@ -46,8 +46,6 @@ def _migrate_or_exit(url: str) -> None:
 
     try:
         asyncio.run(upgrade(url))
-    except (OSError, ConnectionError) as exc:
-        _database_unreachable(url, exc)
     except Exception as exc:
         if _is_connection_error(exc):
             _database_unreachable(url, exc)
@@ -62,8 +60,7 @@ def _is_connection_error(exc: BaseException) -> bool:
     while chain is not None:
         if isinstance(
             chain,
-            OSError
-            | ConnectionError
+            OSError  # ConnectionError included
             | OperationalError
             | InterfaceError
             | asyncpg.PostgresConnectionError
@@ -86,23 +83,19 @@ def _database_unreachable(url: str, exc: BaseException) -> None:
 
 
 async def _bootstrap_admin_key(url: str) -> str | None:
-    from billing.auth.keys import count_api_keys, create_api_key
-    from billing.db.engine import create_engine, create_session_factory
+    from sqlalchemy import text
 
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with create_session_factory(engine)() as session:
-            # Serialize concurrent first starts so only one key is created.
-            from sqlalchemy import text
+    from billing.auth.keys import count_api_keys
+    from billing.auth.service import issue_key
+    from billing.db.engine import create_session_factory, one_off_engine
 
-            await session.execute(text("SELECT pg_advisory_xact_lock(7246002)"))
-            if await count_api_keys(session):
-                return None
-            _, secret = await create_api_key(session, role=Role.SUPER_ADMIN, name="bootstrap")
-            await session.commit()
-            return secret
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, create_session_factory(engine)() as session:
+        # Serialize concurrent first starts so only one key is created.
+        await session.execute(text("SELECT pg_advisory_xact_lock(7246002)"))
+        if await count_api_keys(session):
+            return None
+        _, secret = await issue_key(session, role=Role.SUPER_ADMIN, name="bootstrap")
+        return secret
 
 
 @app.command()
@@ -168,9 +161,7 @@ def serving_app() -> FastAPI:
     """The app each server process runs (uvicorn calls this factory in every worker)."""
     from billing.app import create_app
 
-    application = create_app()
-    heap.settle()
-    return application
+    return create_app()  # its start-up settles the heap (`heap.settle`)
 
 
 @app.command()
@@ -226,17 +217,12 @@ def apikey_create(
     _migrate_or_exit(url)
 
     async def create() -> str:
-        from billing.auth.keys import create_api_key
-        from billing.db.engine import create_engine, create_session_factory
+        from billing.auth.service import issue_key
+        from billing.db.engine import create_session_factory, one_off_engine
 
-        engine = create_engine(url, pool_size=1, max_overflow=0)
-        try:
-            async with create_session_factory(engine)() as session:
-                _, secret = await create_api_key(session, role=role, name=name)
-                await session.commit()
-                return secret
-        finally:
-            await engine.dispose()
+        async with one_off_engine(url) as engine, create_session_factory(engine)() as session:
+            _, secret = await issue_key(session, role=role, name=name)
+            return secret
 
     typer.echo(asyncio.run(create()))
 

@@ -58,6 +58,16 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> A
     )
 
 
+@contextlib.asynccontextmanager
+async def one_off_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    """A single-connection engine for one command (migrate, create a key), disposed after."""
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 def _json_default(value: object) -> str:
     if isinstance(value, Decimal):
         return str(value)
@@ -125,10 +135,10 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # JSON columns come back as Python values, as they do through SQLAlchemy.
+    # JSON columns come back as Python values, as they do through SQLAlchemy (same codec).
     for name in ("json", "jsonb"):
         await conn.set_type_codec(
-            name, schema="pg_catalog", encoder=json.dumps, decoder=json.loads, format="text"
+            name, schema="pg_catalog", encoder=json_dumps, decoder=json_loads, format="text"
         )
 
 
@@ -161,6 +171,20 @@ class DirectPool:
         pool = self._pool or await self._get()
         async with pool.acquire() as conn:
             yield conn
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        """Run one statement on its own (it commits by itself), traced."""
+        with traced(sql):
+            async with self.acquire() as conn:
+                status: str = await conn.execute(sql, *args)
+        return status
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """Run one read on its own, traced."""
+        with traced(sql):
+            async with self.acquire() as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None
@@ -213,10 +237,7 @@ async def fetch_rows(
     if session.in_transaction() or not isinstance(bind, AsyncEngine):
         result = await session.execute(stmt.core, dict(params))
         return [dict(row) for row in result.mappings()]
-    with traced(stmt.sql):
-        async with direct_pool(bind).acquire() as conn:
-            rows: list[asyncpg.Record] = await conn.fetch(stmt.sql, *stmt.args(params))
-    return rows
+    return await direct_pool(bind).fetch(stmt.sql, *stmt.args(params))
 
 
 # Statements on the direct pool bypass the SQLAlchemy instrumentation, so when tracing is on

@@ -8,7 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, text
 
-from billing.db.engine import create_engine
+from billing.db.engine import one_off_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Two processes starting at once (e.g. `billing serve` replicas) must not migrate twice.
@@ -23,8 +23,6 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 async def _run(url: str, action: str, revision: str) -> None:
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-
     def run(sync_conn: Connection) -> None:
         sync_conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
         cfg = alembic_config(sync_conn)
@@ -33,11 +31,8 @@ async def _run(url: str, action: str, revision: str) -> None:
         else:
             command.downgrade(cfg, revision)
 
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(run)
-    finally:
-        await engine.dispose()
+    async with one_off_engine(url) as engine, engine.begin() as conn:
+        await conn.run_sync(run)
 
 
 async def upgrade(url: str, revision: str = "head") -> None:

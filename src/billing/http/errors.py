@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from starlette.responses import Response
+from starlette.types import Send
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -125,3 +126,22 @@ def problem_response(*, headers: Mapping[str, str] | None = None, **kwargs: Any)
         media_type=PROBLEM_CONTENT_TYPE,
         headers=dict(headers or {}),
     )
+
+
+async def send_problem(
+    send: Send, body: dict[str, Any], *, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Send a `problem_body` as a whole ASGI response (for middleware, below the routes)."""
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": body["status"],
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -15,7 +15,6 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import CHAR, Integer, LargeBinary, String, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -25,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from billing.db.base import Base
 from billing.db.engine import direct_pool, traced
 from billing.http.context import current_request_id, finish_request
-from billing.http.errors import problem_body
+from billing.http.errors import problem_body, send_problem
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_KEY_LENGTH = 255
@@ -91,9 +90,8 @@ class IdempotencyMiddleware:
             return
         key = raw_key.decode("latin-1")
         if not key or len(key) > MAX_KEY_LENGTH:
-            await _respond(
+            await send_problem(
                 send,
-                422,
                 problem_body(
                     code="validation_error",
                     detail=f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters.",
@@ -165,9 +163,7 @@ class IdempotencyMiddleware:
                 # dependency would have: no connection or lock outlives the route.
                 await finish_request(scope)
         except BaseException:
-            with traced(_RELEASE):
-                async with pool.acquire() as conn:
-                    await conn.execute(_RELEASE, key_scope, key)
+            await pool.execute(_RELEASE, key_scope, key)
             raise
 
         status = captured["status"]
@@ -176,29 +172,24 @@ class IdempotencyMiddleware:
             for k, v in captured["headers"]
         )
         if status >= 500 or status in NOT_EXECUTED or no_store:
-            with traced(_RELEASE):
-                async with pool.acquire() as conn:
-                    await conn.execute(_RELEASE, key_scope, key)
+            await pool.execute(_RELEASE, key_scope, key)
             return
         stored_headers = [
             [k.decode("latin-1"), v.decode("latin-1")]
             for k, v in captured["headers"]
             if k.lower() in REPLAYED_HEADERS
         ]
-        with traced(_COMPLETE):
-            async with pool.acquire() as conn:
-                await conn.execute(
-                    _COMPLETE, key_scope, key, status, stored_headers, bytes(captured["body"])
-                )
+        await pool.execute(
+            _COMPLETE, key_scope, key, status, stored_headers, bytes(captured["body"])
+        )
 
     async def _answer_existing(self, send: Send, row: Any, request_hash: str) -> None:
         if row is None:  # released between our insert attempt and the lookup: let them retry
-            await _respond(send, 409, _in_use())
+            await send_problem(send, _in_use())
             return
         if row["request_hash"] != request_hash:
-            await _respond(
+            await send_problem(
                 send,
-                422,
                 problem_body(
                     code="idempotency_key_reused",
                     detail="This Idempotency-Key was used with a different request. Use a new "
@@ -209,7 +200,7 @@ class IdempotencyMiddleware:
             )
             return
         if row["status"] != "completed":
-            await _respond(send, 409, _in_use())
+            await send_problem(send, _in_use())
             return
         headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in row["response_headers"]]
         headers.append((b"idempotent-replayed", b"true"))
@@ -240,21 +231,6 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return bytes(chunks)
-
-
-async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(payload)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
 
 
 async def purge_expired(engine: AsyncEngine, limit: int) -> int:

@@ -12,7 +12,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from billing.http.context import finish_request, new_request_id, request_id_var, start_request
-from billing.http.errors import problem_body
+from billing.http.errors import problem_body, send_problem
 from billing.observability.logging import get_logger
 from billing.observability.metrics import API_ERRORS, API_REQUEST_DURATION, API_REQUESTS
 
@@ -76,28 +76,28 @@ class RequestMiddleware:
         except BodyTooLarge:
             if not response_started:
                 status = 413
-                await _send_problem(
+                await send_problem(
                     send,
-                    request_id_header,
                     problem_body(
                         code="payload_too_large",
                         detail=f"The request body exceeds {self.max_body_bytes} bytes.",
                         request_id=request_id,
                     ),
+                    headers=[request_id_header],
                 )
         except Exception:
             log.exception("unhandled_error", method=method, path=path)
             if not response_started:
                 status = 500
-                await _send_problem(
+                await send_problem(
                     send,
-                    request_id_header,
                     problem_body(
                         code="internal_error",
                         detail="An unexpected error occurred. Quote the request_id when "
                         "reporting it.",
                         request_id=request_id,
                     ),
+                    headers=[request_id_header],
                 )
         finally:
             duration = time.perf_counter() - started
@@ -129,23 +129,3 @@ def _route_template(scope: Scope) -> str:
     path = getattr(route, "path", None)
     # Unmatched paths are not used as labels: that would let clients create unbounded series.
     return path if isinstance(path, str) else "unmatched"
-
-
-async def _send_problem(
-    send: Send, extra_header: tuple[bytes, bytes], body: dict[str, Any]
-) -> None:
-    import orjson
-
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": body["status"],
-            "headers": [
-                (b"content-type", b"application/problem+json"),
-                (b"content-length", str(len(payload)).encode()),
-                extra_header,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})

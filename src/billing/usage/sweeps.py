@@ -9,9 +9,7 @@ from billing.worker.runner import SweepContext
 
 async def usage_rollup(ctx: SweepContext) -> int:
     # Not tied to any clock: rollups are a cache of the event log. Advancing a test clock
-    # leaves them to the regular worker.
-    if ctx.test_clock_id is not None:
-        return 0
+    # leaves them to the regular worker (the sweep is registered `real_time_only`).
     async with ctx.sessions() as session:
         return await roll_up(ctx.engine, session)
 

@@ -92,6 +92,8 @@ class SweepContext:
 class Sweep:
     name: str
     run: Callable[[SweepContext], Awaitable[int]]
+    # Runs on real time only, by the regular tick: skipped (0) while a test clock advances.
+    real_time_only: bool = False
 
 
 @dataclass
@@ -132,6 +134,8 @@ class Worker:
         """Run one sweep until it finds less than a full batch. Failures are logged, not raised."""
         total = 0
         context = ctx or self.context
+        if sweep.real_time_only and context.test_clock_id is not None:
+            return total
         while True:
             try:
                 done = await sweep.run(context)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import FrozenClock
 from billing.credits.service import expire_credits
@@ -17,6 +20,7 @@ from billing.notifications.service import fan_out_events, send_due_emails
 from billing.notifications.smtp import parse_smtp_url
 from billing.observability.metrics import SUBSCRIPTIONS_ACTIVE
 from billing.payments import charges
+from billing.payments.gateways import ChargeResult, PaymentGateway
 from billing.payments.service import policy_of
 from billing.subscriptions.cycle import run_due_steps
 from billing.subscriptions.models import Subscription
@@ -38,42 +42,56 @@ async def subscriptions_due(ctx: SweepContext) -> int:
         )
 
 
-async def _charge_all(ctx: SweepContext, attempts: Sequence[charges.Attempt]) -> int:
-    """Call the gateway for committed pending payments (no transaction open), then record."""
+class _Claim(Protocol):
+    async def __call__(
+        self, session: AsyncSession, *, as_of: datetime, test_clock_id: uuid.UUID | None, limit: int
+    ) -> Sequence[charges.Attempt]: ...
+
+
+class _Payment(Protocol):
+    @property
+    def payment_id(self) -> uuid.UUID: ...
+
+
+_P = TypeVar("_P", bound=_Payment)
+
+
+async def _record_all(
+    ctx: SweepContext,
+    items: Sequence[_P],
+    ask: Callable[[PaymentGateway, _P], Awaitable[ChargeResult | None]],
+    *,
+    at: datetime,
+) -> int:
+    """Ask the gateway about each committed payment (no transaction open), then record."""
     assert ctx.gateway is not None
-    as_of = ctx.clock.now()
-    for attempt in attempts:
-        result = await charges.charge(ctx.gateway, attempt)
+    policy = policy_of(ctx.settings)
+    for item in items:
+        result = await ask(ctx.gateway, item)
         async with ctx.sessions() as session:
             await charges.record_outcome(
-                session,
-                payment_id=attempt.payment_id,
-                result=result,
-                at=as_of,
-                policy=policy_of(ctx.settings),
+                session, payment_id=item.payment_id, result=result, at=at, policy=policy
             )
-    return len(attempts)
+    return len(items)
+
+
+async def _charge_claimed(ctx: SweepContext, claim: _Claim) -> int:
+    if ctx.gateway is None:
+        return 0
+    async with ctx.sessions() as session:
+        attempts = await claim(
+            session, as_of=ctx.clock.now(), test_clock_id=ctx.test_clock_id, limit=ctx.batch_size
+        )
+    return await _record_all(ctx, attempts, charges.charge, at=ctx.clock.now())
 
 
 async def payments_first_attempt(ctx: SweepContext) -> int:
     """Charge freshly finalized invoices of accounts with a default payment method."""
-    if ctx.gateway is None:
-        return 0
-    async with ctx.sessions() as session:
-        attempts = await charges.claim_first_attempts(
-            session, as_of=ctx.clock.now(), test_clock_id=ctx.test_clock_id, limit=ctx.batch_size
-        )
-    return await _charge_all(ctx, attempts)
+    return await _charge_claimed(ctx, charges.claim_first_attempts)
 
 
 async def payments_retry(ctx: SweepContext) -> int:
-    if ctx.gateway is None:
-        return 0
-    async with ctx.sessions() as session:
-        attempts = await charges.claim_retries(
-            session, as_of=ctx.clock.now(), test_clock_id=ctx.test_clock_id, limit=ctx.batch_size
-        )
-    return await _charge_all(ctx, attempts)
+    return await _charge_claimed(ctx, charges.claim_retries)
 
 
 async def payments_reconcile(ctx: SweepContext) -> int:
@@ -89,17 +107,7 @@ async def payments_reconcile(ctx: SweepContext) -> int:
             limit=ctx.batch_size,
             older_than=timedelta(seconds=ctx.settings.payment_reconcile_after_seconds),
         )
-    for item in stale:
-        result = await charges.reconcile(ctx.gateway, item)
-        async with ctx.sessions() as session:
-            await charges.record_outcome(
-                session,
-                payment_id=item.payment_id,
-                result=result,
-                at=as_of,
-                policy=policy_of(ctx.settings),
-            )
-    return len(stale)
+    return await _record_all(ctx, stale, charges.reconcile, at=as_of)
 
 
 async def dunning_steps_due(ctx: SweepContext) -> int:
@@ -128,16 +136,10 @@ async def credits_expired(ctx: SweepContext) -> int:
 
 
 async def purge_idempotency_keys(ctx: SweepContext) -> int:
-    if ctx.test_clock_id is not None:
-        return 0
     return await purge_expired(ctx.engine, ctx.batch_size)
 
 
 async def emails_fan_out(ctx: SweepContext) -> int:
-    # Emails are not time-critical and not tied to a test clock: the regular tick handles
-    # every account's events, test-clock accounts included (logged unless SMTP_URL is set).
-    if ctx.test_clock_id is not None:
-        return 0
     async with ctx.sessions() as session:
         return await fan_out_events(
             session,
@@ -148,8 +150,6 @@ async def emails_fan_out(ctx: SweepContext) -> int:
 
 
 async def emails_send(ctx: SweepContext) -> int:
-    if ctx.test_clock_id is not None:
-        return 0
     settings = ctx.settings
     smtp = parse_smtp_url(settings.smtp_url) if settings.smtp_url else None
     async with ctx.sessions() as session:
@@ -164,8 +164,6 @@ async def emails_send(ctx: SweepContext) -> int:
 
 
 async def purge_events(ctx: SweepContext) -> int:
-    if ctx.test_clock_id is not None:
-        return 0
     return await purge_old_events(
         ctx.engine,
         now=ctx.clock.now(),
@@ -176,14 +174,13 @@ async def purge_events(ctx: SweepContext) -> int:
 
 async def count_active_subscriptions(ctx: SweepContext) -> int:
     """Not a sweep of due rows: refreshes the subscriptions_active gauge every tick."""
-    if ctx.test_clock_id is None:
-        async with ctx.sessions() as session:
-            count = await session.scalar(
-                select(func.count())
-                .select_from(Subscription)
-                .where(Subscription.status.in_(("active", "trialing")))
-            )
-        SUBSCRIPTIONS_ACTIVE.set(count or 0)
+    async with ctx.sessions() as session:
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.status.in_(("active", "trialing")))
+        )
+    SUBSCRIPTIONS_ACTIVE.set(count or 0)
     return 0
 
 
@@ -197,26 +194,24 @@ def default_sweeps() -> list[Sweep]:
         Sweep("payments_retry", payments_retry),
         Sweep("payments_reconcile", payments_reconcile),
         Sweep("dunning_steps", dunning_steps_due),
-        Sweep("usage_rollup", usage_rollup),
+        # Rollups are a cache of the event log, not tied to any clock.
+        Sweep("usage_rollup", usage_rollup, real_time_only=True),
         Sweep("credits_expired", credits_expired),
         # Last of the due work, so the events written above go out in this tick.
-        Sweep("webhook_deliveries", deliver_due),
-        Sweep("idempotency_keys_expired", purge_idempotency_keys),
-        Sweep("emails_fan_out", emails_fan_out),
-        Sweep("emails_send", emails_send),
-        Sweep("events_expired", purge_events),
-        Sweep("subscriptions_active_gauge", count_active_subscriptions),
-        Sweep("outbox_backlog_gauge", count_backlog),
+        Sweep("webhook_deliveries", deliver_due, real_time_only=True),
+        Sweep("idempotency_keys_expired", purge_idempotency_keys, real_time_only=True),
+        # Emails are not time-critical and not tied to a test clock: the regular tick handles
+        # every account's events, test-clock accounts included (logged unless SMTP_URL is set).
+        Sweep("emails_fan_out", emails_fan_out, real_time_only=True),
+        Sweep("emails_send", emails_send, real_time_only=True),
+        Sweep("events_expired", purge_events, real_time_only=True),
+        Sweep("subscriptions_active_gauge", count_active_subscriptions, real_time_only=True),
+        Sweep("outbox_backlog_gauge", count_backlog, real_time_only=True),
     ]
 
 
 def for_test_clock(ctx: SweepContext, *, test_clock_id: uuid.UUID, as_of: datetime) -> SweepContext:
-    return SweepContext(
-        engine=ctx.engine,
-        sessions=ctx.sessions,
-        clock=FrozenClock(as_of),
-        batch_size=ctx.batch_size,
-        settings=ctx.settings,
-        test_clock_id=test_clock_id,
-        gateway=ctx.gateway,
+    # background=None: under a test clock a sweep does its work itself before returning.
+    return dataclasses.replace(
+        ctx, clock=FrozenClock(as_of), test_clock_id=test_clock_id, background=None
     )

@@ -93,19 +93,13 @@ async def next_due(
     *,
     clock_id: uuid.UUID,
     until: datetime,
-    reconcile_after_seconds: int = 300,
+    reconcile_after_seconds: int,
 ) -> datetime | None:
     value: datetime | None = await session.scalar(
         _NEXT_DUE,
         {"clock": clock_id, "until": until, "reconcile_after": float(reconcile_after_seconds)},
     )
     return value
-
-
-async def set_frozen_time(session: AsyncSession, *, clock_id: uuid.UUID, at: datetime) -> None:
-    await session.execute(
-        text("UPDATE test_clocks SET frozen_time = :at WHERE id = :id"), {"at": at, "id": clock_id}
-    )
 
 
 def check_advance(current: datetime, target: datetime) -> None:

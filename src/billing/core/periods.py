@@ -15,14 +15,17 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
+    "CALENDAR_INTERVALS",
     "BillingPeriod",
     "Interval",
     "add_intervals",
+    "add_months",
     "calendar_anchor_date",
     "calendar_first_period",
     "calendar_period_at",
     "local_date",
     "local_midnight",
+    "months_per_step",
     "period_at",
     "period_bounds_utc",
     "period_for_index",
@@ -37,6 +40,10 @@ class Interval(StrEnum):
     WEEK = "week"
     MONTH = "month"
     YEAR = "year"
+
+
+# The intervals billed on calendar months (a day-of-month anchor applies to them).
+CALENDAR_INTERVALS = (Interval.MONTH, Interval.YEAR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,7 @@ def _days_in_month(year: int, month: int) -> int:
     return calendar.monthrange(year, month)[1]
 
 
-def _months_per_step(interval: Interval, count: int) -> int:
+def months_per_step(interval: Interval, count: int) -> int:
     return count * (12 if interval is Interval.YEAR else 1)
 
 
@@ -88,7 +95,7 @@ def _check_day_of_month(anchor: date, interval: Interval, day_of_month: int | No
     """Return the day of month that month arithmetic keeps (the anchor's by default)."""
     if day_of_month is None:
         return anchor.day
-    if interval not in (Interval.MONTH, Interval.YEAR):
+    if interval not in CALENDAR_INTERVALS:
         raise ValueError(f"a day-of-month anchor needs a month or year interval, not {interval}")
     if not 1 <= day_of_month <= 31:
         raise ValueError(f"day_of_month must be between 1 and 31, got {day_of_month}")
@@ -99,7 +106,8 @@ def _check_day_of_month(anchor: date, interval: Interval, day_of_month: int | No
     return day_of_month
 
 
-def _add_months(anchor: date, months: int, day: int) -> date:
+def add_months(anchor: date, months: int, day: int) -> date:
+    """Return ``anchor`` moved by ``months`` (negative: back) on day ``day``, clamped."""
     index = anchor.year * 12 + (anchor.month - 1) + months
     year, month0 = divmod(index, 12)
     month = month0 + 1
@@ -126,7 +134,7 @@ def add_intervals(
     day = _check_day_of_month(anchor, interval, day_of_month)
     if interval in (Interval.DAY, Interval.WEEK):
         return anchor + timedelta(days=n * _days_per_step(interval, count))
-    return _add_months(anchor, n * _months_per_step(interval, count), day)
+    return add_months(anchor, n * months_per_step(interval, count), day)
 
 
 def period_for_index(
@@ -160,7 +168,7 @@ def period_index_at(
     if interval in (Interval.DAY, Interval.WEEK):
         return (on - anchor).days // _days_per_step(interval, count)
     months = (on.year - anchor.year) * 12 + (on.month - anchor.month)
-    k = months // _months_per_step(interval, count)
+    k = months // months_per_step(interval, count)
     # Period k starts in on's month or earlier; if it starts later in that same
     # month (anchor day after on's day), on belongs to the previous period.
     while k > 0 and add_intervals(anchor, interval, count, k, day_of_month=day_of_month) > on:
@@ -202,7 +210,7 @@ def calendar_anchor_date(
     it the next occurrence of the day in any month is used.
     """
     interval = _check_interval(interval, count)
-    if interval not in (Interval.MONTH, Interval.YEAR):
+    if interval not in CALENDAR_INTERVALS:
         raise ValueError(f"calendar billing needs a month or year interval, not {interval}")
     if not 1 <= anchor_day <= 31:
         raise ValueError(f"anchor_day must be between 1 and 31, got {anchor_day}")
@@ -223,7 +231,7 @@ def calendar_anchor_date(
         start.year, start.month, min(anchor_day, _days_in_month(start.year, start.month))
     )
     if candidate < start:
-        candidate = _add_months(candidate, 1, anchor_day)
+        candidate = add_months(candidate, 1, anchor_day)
     return candidate
 
 

@@ -14,18 +14,21 @@ from billing.invoicing.rules import Grant
 
 AccountCurrency = tuple[uuid.UUID, str]
 
+# What is left of grant g: its amount plus its (negative) entries e, grouped by g.id.
+REMAINING_SQL = "g.amount + COALESCE(SUM(e.amount), 0)"
+
 _AVAILABLE = text(
-    """
-    SELECT g.id, g.account_id, g.currency, g.amount + COALESCE(SUM(e.amount), 0) AS remaining
+    f"""
+    SELECT g.id, g.account_id, g.currency, {REMAINING_SQL} AS remaining
     FROM credit_entries g
     LEFT JOIN credit_entries e ON e.grant_id = g.id
     WHERE g.kind = 'grant'
       AND g.account_id = ANY(:accounts)
       AND (g.expires_at IS NULL OR g.expires_at > :at)
     GROUP BY g.id
-    HAVING g.amount + COALESCE(SUM(e.amount), 0) > 0
+    HAVING {REMAINING_SQL} > 0
     ORDER BY g.created_at, g.seq
-    """
+    """  # noqa: S608 (constants only)
 )
 
 

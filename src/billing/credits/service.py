@@ -14,11 +14,11 @@ from billing.accounts.queries import lock_account
 from billing.clock import Clock
 from billing.clock.service import clock_for_account
 from billing.core.money import format_amount
-from billing.credits.ledger import lock_accounts
+from billing.credits.ledger import REMAINING_SQL, lock_accounts
 from billing.credits.models import CreditEntry
 from billing.credits.schemas import CreditBalances, CreditEntryRead, CreditGrant
 from billing.events.models import Event
-from billing.events.outbox import record_event
+from billing.events.outbox import event_row, record_event
 from billing.http.errors import NotFound, ValidationFailed
 
 
@@ -175,29 +175,27 @@ def _entry(
     )
 
 
-_EXPIRING = text(
-    """
-    SELECT g.id, g.account_id, g.currency, g.expires_at,
-           g.amount + COALESCE(SUM(e.amount), 0) AS remaining
+# A format string: {clock_filter} is filled in per call.
+_EXPIRING = f"""
+    SELECT g.id, g.account_id, g.currency, g.expires_at, {REMAINING_SQL} AS remaining
     FROM credit_entries g
     JOIN accounts a ON a.id = g.account_id
     LEFT JOIN credit_entries e ON e.grant_id = g.id
-    WHERE g.kind = 'grant' AND g.expires_at <= :as_of AND {clock_filter}
+    WHERE g.kind = 'grant' AND g.expires_at <= :as_of AND {{clock_filter}}
     GROUP BY g.id
-    HAVING g.amount + COALESCE(SUM(e.amount), 0) > 0
+    HAVING {REMAINING_SQL} > 0
     ORDER BY g.expires_at
     LIMIT :limit
-    """
-)
+"""  # noqa: S608 (constants only)
 
 
 _REMAINING = text(
-    """
-    SELECT g.id, g.amount + COALESCE(SUM(e.amount), 0) AS remaining
+    f"""
+    SELECT g.id, {REMAINING_SQL} AS remaining
     FROM credit_entries g LEFT JOIN credit_entries e ON e.grant_id = g.id
     WHERE g.id = ANY(:ids)
     GROUP BY g.id
-    """
+    """  # noqa: S608 (constants only)
 )
 
 
@@ -208,7 +206,7 @@ async def expire_credits(
     clock_filter = (
         "a.test_clock_id IS NULL" if test_clock_id is None else "a.test_clock_id = :clock"
     )
-    stmt = text(str(_EXPIRING.text).format(clock_filter=clock_filter))
+    stmt = text(_EXPIRING.format(clock_filter=clock_filter))
     params: dict[str, Any] = {"as_of": as_of, "limit": limit}
     if test_clock_id is not None:
         params["clock"] = test_clock_id
@@ -242,13 +240,12 @@ async def expire_credits(
         }
         entries.append(entry)
         events.append(
-            {
-                "id": uuid.uuid4(),
-                "type": "credit.expired",
-                "account_id": row.account_id,
-                "data": CreditEntryRead.model_validate(entry).model_dump(mode="json"),
-                "created_at": row.expires_at,
-            }
+            event_row(
+                "credit.expired",
+                row.account_id,
+                CreditEntryRead.model_validate(entry).model_dump(mode="json"),
+                row.expires_at,
+            )
         )
     if entries:
         await session.execute(insert(CreditEntry), entries)

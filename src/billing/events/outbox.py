@@ -1,4 +1,4 @@
-"""The one helper every service uses to record an event in its own transaction."""
+"""The helpers services use to record events in their own transaction."""
 
 from __future__ import annotations
 
@@ -27,3 +27,16 @@ def record_event(
     event = Event(id=uuid.uuid4(), type=type, account_id=account_id, data=dict(data), created_at=at)
     session.add(event)
     return event
+
+
+def event_row(
+    type: str, account_id: uuid.UUID | None, data: dict[str, Any], at: datetime
+) -> dict[str, Any]:
+    """An events row for a bulk insert (set-based writers; one event: `record_event`)."""
+    return {
+        "id": uuid.uuid4(),
+        "type": type,
+        "account_id": account_id,
+        "data": data,
+        "created_at": at,
+    }

@@ -128,15 +128,23 @@ async def _locked(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
     return invoice
 
 
-async def _now(session: AsyncSession, invoice: Invoice, clock: Clock) -> datetime:
-    test_clock_id = await session.scalar(
-        select(Account.test_clock_id).where(Account.id == invoice.account_id)
-    )
+async def _now(
+    session: AsyncSession, invoice: Invoice, clock: Clock, *, lock_account: bool = False
+) -> datetime:
+    """The current time by the invoice's account's clock. `lock_account` also row-locks the
+    account in the same statement (lock the invoice first: invoice, then account)."""
+    stmt = select(Account.test_clock_id).where(Account.id == invoice.account_id)
+    if lock_account:
+        stmt = stmt.with_for_update()
+    test_clock_id = await session.scalar(stmt)
     return (await clock_for_account(session, test_clock_id=test_clock_id, default=clock)).now()
 
 
-def _require_open(invoice: Invoice, action: str) -> None:
-    if invoice.status not in (InvoiceStatus.OPEN.value, InvoiceStatus.UNCOLLECTIBLE.value):
+_OPEN = (InvoiceStatus.OPEN.value, InvoiceStatus.UNCOLLECTIBLE.value)
+
+
+def _require_open(invoice: Invoice, action: str, *, allowed: tuple[str, ...] = _OPEN) -> None:
+    if invoice.status not in allowed:
         raise InvalidState(
             f"Only open invoices can be {action}; this one is {invoice.status}.",
             extra={"current_status": invoice.status},
@@ -148,10 +156,7 @@ async def void_invoice(
 ) -> InvoiceRead:
     invoice = await _locked(session, invoice_id)
     _require_open(invoice, "voided")
-    now = await _now(session, invoice, clock)
-    await session.scalar(
-        select(Account.id).where(Account.id == invoice.account_id).with_for_update()
-    )
+    now = await _now(session, invoice, clock, lock_account=True)
     await give_back(session, invoice_id=invoice.id, at=now)
     invoice.status = InvoiceStatus.VOID.value
     invoice.voided_at = now
@@ -196,11 +201,7 @@ async def mark_uncollectible(
     session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock
 ) -> InvoiceRead:
     invoice = await _locked(session, invoice_id)
-    if invoice.status != InvoiceStatus.OPEN.value:
-        raise InvalidState(
-            f"Only open invoices can be marked uncollectible; this one is {invoice.status}.",
-            extra={"current_status": invoice.status},
-        )
+    _require_open(invoice, "marked uncollectible", allowed=(InvoiceStatus.OPEN.value,))
     now = await _now(session, invoice, clock)
     invoice.status = InvoiceStatus.UNCOLLECTIBLE.value
     invoice.marked_uncollectible_at = now

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -21,6 +20,7 @@ from billing.credits.models import CreditEntry
 from billing.credits.schemas import CreditEntryRead
 from billing.db.bulk import bulk_insert
 from billing.events.models import Event
+from billing.events.outbox import event_row
 from billing.invoicing.models import Invoice, InvoiceLine, InvoiceTax
 from billing.invoicing.rules import DraftInvoice, Grant, draw_credit, format_number
 from billing.invoicing.schemas import (
@@ -44,16 +44,6 @@ DEFER_INVOICE_REFERENCES = text(
     "SET CONSTRAINTS fk_invoice_lines_invoice_id_invoices, "
     "fk_invoice_taxes_invoice_id_invoices, fk_credit_entries_invoice_id_invoices DEFERRED"
 )
-
-
-def _event(type: str, account_id: uuid.UUID, data: dict[str, Any], at: datetime) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "type": type,
-        "account_id": account_id,
-        "data": data,
-        "created_at": at,
-    }
 
 
 async def finalize(
@@ -205,14 +195,14 @@ async def finalize(
         # Serialized once: the finalized payload below only changes a few fields of it.
         created = read.model_dump(mode="json")
         drafted.append((draft, read, created))
-        created_events.append(_event("invoice.created", draft.account_id, created, at))
+        created_events.append(event_row("invoice.created", draft.account_id, created, at))
 
     await session.execute(DEFER_INVOICE_REFERENCES)
     await bulk_insert(session, InvoiceLine, lines)
     await bulk_insert(session, InvoiceTax, tax_rows)
     await bulk_insert(session, CreditEntry, credits + tax_credits)
     created_events.extend(
-        _event(
+        event_row(
             "credit.granted",
             entry["account_id"],
             CreditEntryRead.model_validate(entry).model_dump(mode="json"),
@@ -246,9 +236,9 @@ async def finalize(
             "finalized_at": stamp,
             "paid_at": stamp if status is InvoiceStatus.PAID else None,
         }
-        events.append(_event("invoice.finalized", draft.account_id, data, at))
+        events.append(event_row("invoice.finalized", draft.account_id, data, at))
         if status is InvoiceStatus.PAID:
-            events.append(_event("invoice.paid", draft.account_id, data, at))
+            events.append(event_row("invoice.paid", draft.account_id, data, at))
         if final.credits_applied:
             credit = {
                 "object": "credit_application",
@@ -257,7 +247,7 @@ async def finalize(
                 "currency": draft.currency,
                 "amount": final.credits_applied,
             }
-            events.append(_event("credit.applied", draft.account_id, credit, at))
+            events.append(event_row("credit.applied", draft.account_id, credit, at))
     await bulk_insert(session, Invoice, invoices)
     await bulk_insert(session, Event, events)
     INVOICES_GENERATED.inc(len(reads))

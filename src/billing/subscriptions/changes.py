@@ -6,7 +6,6 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.catalog.models import Plan
@@ -20,21 +19,15 @@ from billing.core.lifecycle import (
 )
 from billing.core.periods import local_date
 from billing.credits.service import grant
-from billing.events.outbox import record_event
 from billing.http.errors import InvalidState, ValidationFailed
 from billing.invoicing.rules import DraftInvoice
 from billing.invoicing.writer import finalize
 from billing.subscriptions.cycle import line_of
-from billing.subscriptions.models import Subscription, SubscriptionHistory
+from billing.subscriptions.models import Subscription
 from billing.subscriptions.rules import change_now
 from billing.subscriptions.schemas import SubscriptionRead, SubscriptionUpdate
-from billing.subscriptions.service import _history, illegal, locked
-from billing.subscriptions.state import (
-    schedule_columns,
-    schedule_of,
-    subscription_read,
-    terms_of,
-)
+from billing.subscriptions.service import illegal, locked, record_change
+from billing.subscriptions.state import schedule_columns, schedule_of, terms_of
 from billing.usage.billing import bill_usage_so_far
 
 
@@ -118,19 +111,15 @@ async def change_subscription(
         )
         kind = "plan_changed"
     sub.updated_at = now
-    await session.flush()
-    plan = await session.get_one(Plan, sub.plan_id)
-    read = subscription_read(sub, plan)
-    await session.execute(
-        insert(SubscriptionHistory),
-        [_history(sub, at=now, kind=kind, actor=actor, old=old, new=new)],
-    )
-    record_event(
+    read = await record_change(
         session,
-        type="subscription.updated",
-        account_id=sub.account_id,
-        data=read.model_dump(mode="json"),
+        sub,
         at=now,
+        actor=actor,
+        kind=kind,
+        old=old,
+        new=new,
+        event="subscription.updated",
     )
     await session.commit()
     return read
@@ -200,18 +189,15 @@ async def cancel_pending_change(
     old = sub.pending_change
     sub.pending_change = None
     sub.updated_at = now
-    await session.flush()
-    read = subscription_read(sub, await session.get_one(Plan, sub.plan_id))
-    await session.execute(
-        insert(SubscriptionHistory),
-        [_history(sub, at=now, kind="change_canceled", actor=actor, old=old, new=None)],
-    )
-    record_event(
+    read = await record_change(
         session,
-        type="subscription.updated",
-        account_id=sub.account_id,
-        data=read.model_dump(mode="json"),
+        sub,
         at=now,
+        actor=actor,
+        kind="change_canceled",
+        old=old,
+        new=None,
+        event="subscription.updated",
     )
     await session.commit()
     return read

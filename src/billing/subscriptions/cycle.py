@@ -24,11 +24,13 @@ from billing.core.lifecycle import SubscriptionStatus
 from billing.core.periods import local_date
 from billing.db.bulk import bulk_insert, bulk_update, driver_connection
 from billing.events.models import Event
+from billing.events.outbox import event_row
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
 from billing.subscriptions.models import Subscription, SubscriptionHistory
 from billing.subscriptions.rules import Charge, Step, StepKind, Terms, next_step, resume
 from billing.subscriptions.state import (
+    history_row,
     schedule_columns,
     schedule_of,
     subscription_read,
@@ -42,16 +44,14 @@ WORKER_ACTOR = "worker"
 _REASONS = {StepKind.START: "subscription_create", StepKind.RESUME: "subscription_resume"}
 
 
-def draft_for(
-    sub: Subscription, step: Step, at: datetime, reason: str | None = None
-) -> DraftInvoice | None:
+def draft_for(sub: Subscription, step: Step, at: datetime) -> DraftInvoice | None:
     if step.cycle_key is None or not step.charges:
         return None
     first = step.charges[0].period
     return DraftInvoice(
         account_id=sub.account_id,
         currency=sub.currency,
-        billing_reason=reason or _REASONS.get(step.kind, "subscription_cycle"),
+        billing_reason=_REASONS.get(step.kind, "subscription_cycle"),
         created_at=at,
         lines=tuple(line_of(c) for c in step.charges),
         subscription_id=sub.id,
@@ -213,30 +213,28 @@ async def run_due_steps(
         if draft is not None:
             drafts.append(draft)
         history.append(
-            {
-                "id": uuid.uuid4(),
-                "subscription_id": sub.id,
-                "at": at,
-                "kind": step.kind.value,
-                "actor": WORKER_ACTOR,
-                "old": old,
-                "new": {
+            history_row(
+                sub.id,
+                at=at,
+                kind=step.kind.value,
+                actor=WORKER_ACTOR,
+                old=old,
+                new={
                     "status": sub.status,
                     "plan_id": str(sub.plan_id),
                     "quantity": sub.quantity,
                     "current_period_start": _iso(sub.current_period_start),
                     "current_period_end": _iso(sub.current_period_end),
                 },
-            }
+            )
         )
         events.append(
-            {
-                "id": uuid.uuid4(),
-                "type": _EVENT_TYPES.get(step.kind, "subscription.updated"),
-                "account_id": sub.account_id,
-                "data": subscription_read(sub, plan).model_dump(mode="json"),  # type: ignore[arg-type]
-                "created_at": at,
-            }
+            event_row(
+                _EVENT_TYPES.get(step.kind, "subscription.updated"),
+                sub.account_id,
+                subscription_read(sub, plan).model_dump(mode="json"),  # type: ignore[arg-type]
+                at,
+            )
         )
 
     drafts = with_usage_lines(drafts, windows, await usage_lines(session, windows))

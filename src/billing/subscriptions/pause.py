@@ -6,7 +6,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.catalog.models import Plan
@@ -18,22 +17,21 @@ from billing.core.lifecycle import (
     transition,
 )
 from billing.core.periods import local_date, local_midnight
-from billing.events.outbox import record_event
 from billing.http.errors import ValidationFailed
 from billing.invoicing.rules import DraftLine
 from billing.invoicing.writer import finalize
 from billing.subscriptions.cycle import draft_for
-from billing.subscriptions.models import Subscription, SubscriptionHistory
+from billing.subscriptions.models import Subscription
 from billing.subscriptions.rules import resume as resume_rule
 from billing.subscriptions.schemas import PauseRequest, SubscriptionRead
 from billing.subscriptions.service import (
-    _history,
     credit_unused_time,
     illegal,
     invoice_usage,
     locked,
+    record_change,
 )
-from billing.subscriptions.state import schedule_columns, subscription_read, terms_of
+from billing.subscriptions.state import schedule_columns, terms_of
 from billing.usage.billing import bill_usage_so_far
 
 
@@ -145,30 +143,15 @@ async def _commit(
     old: dict[str, Any],
     at: datetime,
 ) -> SubscriptionRead:
-    await session.flush()
-    read = subscription_read(sub, await session.get_one(Plan, sub.plan_id))
-    await session.execute(
-        insert(SubscriptionHistory),
-        [
-            _history(
-                sub,
-                at=at,
-                kind=kind,
-                actor=actor,
-                old=old,
-                new={
-                    "status": sub.status,
-                    "resumes_at": read.model_dump(mode="json")["resumes_at"],
-                },
-            )
-        ],
-    )
-    record_event(
+    read = await record_change(
         session,
-        type=event,
-        account_id=sub.account_id,
-        data=read.model_dump(mode="json"),
+        sub,
         at=at,
+        actor=actor,
+        kind=kind,
+        old=old,
+        new=lambda data: {"status": sub.status, "resumes_at": data["resumes_at"]},
+        event=event,
     )
     await session.commit()
     return read

@@ -12,9 +12,12 @@ from enum import StrEnum
 
 from billing.core.lifecycle import SubscriptionAction, SubscriptionStatus, transition
 from billing.core.periods import (
+    CALENDAR_INTERVALS,
     BillingPeriod,
     Interval,
+    add_months,
     calendar_anchor_date,
+    months_per_step,
     period_for_index,
 )
 from billing.core.proration import prorate
@@ -75,16 +78,20 @@ class Step:
     charges: tuple[Charge, ...]
 
 
-def _fmt(period: BillingPeriod) -> str:
+def span(period: BillingPeriod) -> str:
+    """A period as shown on invoice lines: its first and last day (the end is exclusive)."""
     return f"{period.start.isoformat()} to {(period.end - timedelta(days=1)).isoformat()}"
 
 
+def _seats(quantity: int) -> str:
+    return f" × {quantity}" if quantity != 1 else ""  # noqa: RUF001 (shown on invoices)
+
+
 def fee(terms: Terms, quantity: int, period: BillingPeriod, amount: int | None = None) -> Charge:
-    seats = f" × {quantity}" if quantity != 1 else ""  # noqa: RUF001 (shown on invoices)
     full = terms.unit_amount * quantity
     return Charge(
         kind="subscription",
-        description=f"{terms.plan_name}{seats} ({_fmt(period)})",
+        description=f"{terms.plan_name}{_seats(quantity)} ({span(period)})",
         period=period,
         quantity=quantity,
         unit_amount=terms.unit_amount,
@@ -94,13 +101,7 @@ def fee(terms: Terms, quantity: int, period: BillingPeriod, amount: int | None =
 
 def previous_anchor(anchor: date, interval: Interval, count: int, anchor_day: int) -> date:
     """The anchor date one interval before `anchor`, on the same calendar grid."""
-    months = count * (12 if interval is Interval.YEAR else 1)
-    total = anchor.year * 12 + (anchor.month - 1) - months
-    year, month = divmod(total, 12)
-    month += 1
-    next_month_first = date(year + (month == 12), month % 12 + 1, 1)
-    last_day = (next_month_first - timedelta(days=1)).day
-    return date(year, month, min(anchor_day, last_day))
+    return add_months(anchor, -months_per_step(interval, count), anchor_day)
 
 
 def begin_paid(
@@ -155,7 +156,7 @@ def start(
         )
         charge = Charge(
             kind="trial",
-            description=f"Trial of {terms.plan_name} ({_fmt(trial)})",
+            description=f"Trial of {terms.plan_name} ({span(trial)})",
             period=trial,
             quantity=quantity,
             unit_amount=0,
@@ -221,7 +222,7 @@ def next_step(
         assert schedule.current_period is not None
         if (new_terms.interval, new_terms.interval_count) != (terms.interval, terms.interval_count):
             boundary = schedule.current_period.end
-            anchor_day = schedule.anchor_day if new_terms.interval in _CALENDAR else None
+            anchor_day = schedule.anchor_day if new_terms.interval in CALENDAR_INTERVALS else None
             renewed, key, charge = begin_paid(
                 transition(status, SubscriptionAction.RENEW),
                 boundary,
@@ -249,9 +250,6 @@ def next_step(
         next_action_on=period.end,
     )
     return Step(StepKind.RENEW, renewed, period.start.isoformat(), (fee(terms, quantity, period),))
-
-
-_CALENDAR = (Interval.MONTH, Interval.YEAR)
 
 
 def resume(on: date, *, terms: Terms, quantity: int) -> Step:
@@ -305,20 +303,18 @@ def change_now(
     nominal = nominal_period(schedule, old)
     remaining = (period.end - on).days
     rest = BillingPeriod(on, period.end)
-    seats_old = f" × {old_quantity}" if old_quantity != 1 else ""  # noqa: RUF001
     credit_line = Charge(
         kind="proration",
-        description=f"Unused time on {old.plan_name}{seats_old} ({_fmt(rest)})",
+        description=f"Unused time on {old.plan_name}{_seats(old_quantity)} ({span(rest)})",
         period=rest,
         quantity=old_quantity,
         unit_amount=old.unit_amount,
         amount=-prorate(old.unit_amount * old_quantity, remaining, nominal.days),
     )
     if (new.interval, new.interval_count) == (old.interval, old.interval_count):
-        seats_new = f" × {new_quantity}" if new_quantity != 1 else ""  # noqa: RUF001
         charge = Charge(
             kind="proration",
-            description=f"Remaining time on {new.plan_name}{seats_new} ({_fmt(rest)})",
+            description=f"Remaining time on {new.plan_name}{_seats(new_quantity)} ({span(rest)})",
             period=rest,
             quantity=new_quantity,
             unit_amount=new.unit_amount,

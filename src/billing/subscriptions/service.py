@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from billing.core.lifecycle import (
     SubscriptionStatus,
     transition,
 )
-from billing.core.periods import Interval, local_date
+from billing.core.periods import CALENDAR_INTERVALS, Interval, local_date
 from billing.core.proration import cancel_credit
 from billing.credits.service import grant
 from billing.events.outbox import record_event
@@ -34,7 +35,12 @@ from billing.subscriptions.cycle import draft_for
 from billing.subscriptions.models import Subscription, SubscriptionHistory
 from billing.subscriptions.rules import pending, start
 from billing.subscriptions.schemas import SubscriptionCreate, SubscriptionRead
-from billing.subscriptions.state import schedule_columns, subscription_read, terms_of
+from billing.subscriptions.state import (
+    history_row,
+    schedule_columns,
+    subscription_read,
+    terms_of,
+)
 from billing.usage.billing import bill_usage_so_far
 
 
@@ -45,18 +51,42 @@ def illegal(exc: IllegalTransition) -> InvalidState:
     )
 
 
-def _history(
-    sub: Subscription, *, at: datetime, kind: str, actor: str, old: Any, new: Any
-) -> dict[str, Any]:
-    return {
-        "id": uuid.uuid4(),
-        "subscription_id": sub.id,
-        "at": at,
-        "kind": kind,
-        "actor": actor,
-        "old": old,
-        "new": new,
-    }
+async def record_change(
+    session: AsyncSession,
+    sub: Subscription,
+    *,
+    plan: Plan | None = None,
+    at: datetime,
+    actor: str,
+    kind: str,
+    old: Any,
+    new: Any | Callable[[dict[str, Any]], Any],
+    event: str,
+) -> SubscriptionRead:
+    """Close a change to `sub`: flush it, then write its history row and its event (the API
+    shape of the row, serialized once). `new` may be a function of that serialized shape.
+    The plan is loaded after the flush unless given. The caller commits, after finalizing
+    any invoice (which must come last)."""
+    await session.flush()
+    if plan is None:
+        plan = await session.get_one(Plan, sub.plan_id)
+    read = subscription_read(sub, plan)
+    data = read.model_dump(mode="json")
+    await session.execute(
+        insert(SubscriptionHistory),
+        [
+            history_row(
+                sub.id,
+                at=at,
+                kind=kind,
+                actor=actor,
+                old=old,
+                new=new(data) if callable(new) else new,
+            )
+        ],
+    )
+    record_event(session, type=event, account_id=sub.account_id, data=data, at=at)
+    return read
 
 
 async def create_subscription(
@@ -84,7 +114,7 @@ async def create_subscription(
             param=plan_param,
         )
     anchor_day = None if data.billing_anchor == "start" else int(data.billing_anchor)
-    if anchor_day is not None and Interval(plan.interval) not in (Interval.MONTH, Interval.YEAR):
+    if anchor_day is not None and Interval(plan.interval) not in CALENDAR_INTERVALS:
         raise ValidationFailed(
             "A day-of-month billing anchor needs a monthly or yearly plan.",
             param="billing_anchor",
@@ -131,27 +161,16 @@ async def create_subscription(
     for name, value in columns.items():
         setattr(sub, name, value)
     session.add(sub)
-    await session.flush()
-    read = subscription_read(sub, plan)
-    await session.execute(
-        insert(SubscriptionHistory),
-        [
-            _history(
-                sub,
-                at=now,
-                kind="created",
-                actor=actor,
-                old=None,
-                new={"status": sub.status, "plan_id": str(plan.id), "quantity": sub.quantity},
-            )
-        ],
-    )
-    record_event(
+    read = await record_change(
         session,
-        type="subscription.created",
-        account_id=account.id,
-        data=read.model_dump(mode="json"),
+        sub,
+        plan=plan,
         at=now,
+        actor=actor,
+        kind="created",
+        old=None,
+        new={"status": sub.status, "plan_id": str(plan.id), "quantity": sub.quantity},
+        event="subscription.created",
     )
     if step is not None:
         draft = draft_for(sub, step, now)
@@ -292,23 +311,16 @@ async def cancel_subscription(
         sub.next_action_at = None
         event = "subscription.canceled"
     sub.updated_at = now
-    await session.flush()
-    read = subscription_read(sub, plan)
-    await session.execute(
-        insert(SubscriptionHistory),
-        [
-            _history(
-                sub,
-                at=now,
-                kind="canceled" if sub.status == canceled.value else "cancel_scheduled",
-                actor=actor,
-                old=old,
-                new={"status": sub.status, "cancel_at_period_end": sub.cancel_at_period_end},
-            )
-        ],
-    )
-    record_event(
-        session, type=event, account_id=sub.account_id, data=read.model_dump(mode="json"), at=now
+    read = await record_change(
+        session,
+        sub,
+        plan=plan,
+        at=now,
+        actor=actor,
+        kind="canceled" if sub.status == canceled.value else "cancel_scheduled",
+        old=old,
+        new={"status": sub.status, "cancel_at_period_end": sub.cancel_at_period_end},
+        event=event,
     )
     if immediately:
         await invoice_usage(session, sub, usage, at=now, number_prefix=number_prefix)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import date, datetime
 from typing import Any
 
 from billing.catalog.models import Plan
@@ -108,3 +109,18 @@ def subscription_read(sub: Subscription, plan: Plan) -> SubscriptionRead:
         created_at=sub.created_at,
         updated_at=sub.updated_at,
     )
+
+
+def history_row(
+    subscription_id: uuid.UUID, *, at: datetime, kind: str, actor: str, old: Any, new: Any
+) -> dict[str, Any]:
+    """One subscription_history row, for a bulk or an executemany insert."""
+    return {
+        "id": uuid.uuid4(),
+        "subscription_id": subscription_id,
+        "at": at,
+        "kind": kind,
+        "actor": actor,
+        "old": old,
+        "new": new,
+    }

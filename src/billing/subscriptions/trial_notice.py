@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.catalog.models import Plan
 from billing.events.models import Event
+from billing.events.outbox import event_row
 from billing.subscriptions.models import Subscription
 from billing.subscriptions.state import subscription_read
 
@@ -65,14 +66,13 @@ async def send_trial_notices(
         for p in await session.scalars(select(Plan).where(Plan.id.in_({s.plan_id for s in subs})))
     }
     rows = [
-        {
-            "id": uuid.uuid4(),
-            "type": EVENT_TYPE,
-            "account_id": sub.account_id,
-            "data": subscription_read(sub, plans[sub.plan_id]).model_dump(mode="json"),
-            "created_at": as_of,
-            "dedup_key": dedup_key(sub),
-        }
+        event_row(
+            EVENT_TYPE,
+            sub.account_id,
+            subscription_read(sub, plans[sub.plan_id]).model_dump(mode="json"),
+            as_of,
+        )
+        | {"dedup_key": dedup_key(sub)}
         for sub in subs
     ]
     # Another worker may have sent some of them meanwhile: the key keeps one of each.

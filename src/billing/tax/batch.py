@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from functools import cache
 from types import SimpleNamespace
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.core.periods import local_date
 from billing.db.bulk import driver_connection
 from billing.invoicing.rules import DraftInvoice
 from billing.tax.engine import InvoiceTax, TaxLine, TaxProfile
@@ -18,11 +17,6 @@ from billing.tax.providers import TaxRequest, profile_of, provider_of
 _PROFILES = """
     SELECT id, address, tax_exempt, tax_ids, timezone, locale FROM accounts WHERE id = ANY($1)
 """
-
-
-@cache
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 async def load_profiles(
@@ -45,7 +39,7 @@ async def tax_drafts(
         TaxRequest(
             profile=profiles[d.account_id],
             currency=d.currency,
-            on=d.created_at.astimezone(_zone(profiles[d.account_id].timezone)).date(),
+            on=local_date(d.created_at, profiles[d.account_id].timezone),
             lines=tuple(TaxLine(line.kind, line.amount) for line in d.lines),
             reference=str(invoice_id),
         )

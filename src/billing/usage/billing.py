@@ -35,6 +35,7 @@ from billing.events.outbox import record_event
 from billing.http.types import plain_decimal
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
+from billing.subscriptions.rules import span
 from billing.usage.aggregate import MetricWindow, ingestion_barrier, totals
 from billing.usage.components import Components, metered_components
 from billing.usage.models import UsageBilledPeriod
@@ -115,10 +116,6 @@ def closing_window(
     )
 
 
-def _span(period: BillingPeriod) -> str:
-    return f"{period.start.isoformat()} to {(period.end - timedelta(days=1)).isoformat()}"
-
-
 def tier_details(tiers: Sequence[TierLine]) -> list[dict[str, Any]]:
     return [
         {
@@ -169,7 +166,7 @@ def _line(component: MeteredComponent, priced: Priced, period: BillingPeriod) ->
     price_ = component.price
     return DraftLine(
         kind="usage",
-        description=f"{component.metric} usage ({_span(period)})",
+        description=f"{component.metric} usage ({span(period)})",
         amount=priced.amount,
         quantity=priced.quantity,
         unit_amount_decimal=(
@@ -387,7 +384,7 @@ async def bill_late_usage(
                     account_id=row.account_id,
                     currency=row.currency,
                     amount=-subtotal,
-                    reason=f"Usage of {_span(period)} re-priced after late events",
+                    reason=f"Usage of {span(period)} re-priced after late events",
                     expires_at=None,
                     at=as_of,
                 )
@@ -428,7 +425,7 @@ def _late_line(
     billed_quantity = Decimal(before["quantity"])
     return DraftLine(
         kind="usage",
-        description=f"{component.metric} late usage ({_span(period)})",
+        description=f"{component.metric} late usage ({span(period)})",
         amount=delta,
         quantity=priced.quantity - billed_quantity,
         period_start=period.start,

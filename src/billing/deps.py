@@ -131,3 +131,8 @@ def require(permission: Permission) -> Callable[[Request], Awaitable[Principal]]
 
     dependency.required_permission = permission  # type: ignore[attr-defined]
     return dependency
+
+
+# Permission aliases shared by several routers (the accounts ones live in accounts.router).
+EventsRead = Annotated[Principal, Depends(require(Permission.EVENTS_READ))]
+WebhooksWrite = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]

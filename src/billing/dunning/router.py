@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from billing.auth.keys import Principal
-from billing.auth.permissions import Permission
-from billing.deps import SessionDep, require
+from billing.accounts.router import AccountsRead
+from billing.deps import SessionDep
 from billing.dunning import service
 from billing.http.pagination import ListResponse
 
 router = APIRouter(tags=["dunning"])
-
-AccountsRead = Annotated[Principal, Depends(require(Permission.ACCOUNTS_READ))]
 
 
 class DunningStepRead(BaseModel):

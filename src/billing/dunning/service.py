@@ -10,6 +10,7 @@ is active again (`dunning.unblocked`).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
+from billing.accounts.queries import clock_filter
 from billing.dunning.models import DunningCase, DunningStep
 from billing.events.outbox import record_event
 from billing.invoicing.models import Invoice
@@ -42,15 +44,18 @@ def _has_failed_payment() -> Any:
     return exists().where(Payment.invoice_id == Invoice.id, Payment.status == "failed")
 
 
-async def overdue_invoices(
-    session: AsyncSession, *, account_id: uuid.UUID, currency: str
-) -> Overdue:
-    """The account's open invoices whose collection has failed, oldest first."""
+async def overdue_invoices_of(
+    session: AsyncSession, account_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, Overdue]:
+    """Each account's open invoices whose collection has failed, oldest first (one query).
+
+    Every account asked for has an entry, empty when nothing is overdue.
+    """
     rows = (
         await session.execute(
-            select(Invoice.id, Invoice.amount_remaining)
+            select(Invoice.account_id, Invoice.id, Invoice.amount_remaining)
             .where(
-                Invoice.account_id == account_id,
+                Invoice.account_id.in_(account_ids),
                 Invoice.status == "open",
                 Invoice.amount_remaining > 0,
                 _has_failed_payment(),
@@ -58,10 +63,21 @@ async def overdue_invoices(
             .order_by(Invoice.due_at, Invoice.id)
         )
     ).all()
-    return Overdue(
-        invoice_ids=[r.id for r in rows],
-        amount_due=sum(int(r.amount_remaining) for r in rows),
-    )
+    grouped: dict[uuid.UUID, list[Any]] = {account_id: [] for account_id in account_ids}
+    for r in rows:
+        grouped[r.account_id].append(r)
+    return {
+        account_id: Overdue(
+            invoice_ids=[r.id for r in items],
+            amount_due=sum(int(r.amount_remaining) for r in items),
+        )
+        for account_id, items in grouped.items()
+    }
+
+
+async def overdue_invoices(session: AsyncSession, *, account_id: uuid.UUID) -> Overdue:
+    """The account's open invoices whose collection has failed, oldest first."""
+    return (await overdue_invoices_of(session, [account_id]))[account_id]
 
 
 def _first_step_at(anchor: datetime, schedule: Schedule) -> datetime | None:
@@ -180,7 +196,7 @@ async def settle(session: AsyncSession, *, account_id: uuid.UUID, at: datetime) 
     if case is None:
         return
     account = await session.get_one(Account, account_id, with_for_update=True)
-    overdue = await overdue_invoices(session, account_id=account_id, currency=account.currency)
+    overdue = await overdue_invoices(session, account_id=account_id)
     if not overdue.invoice_ids:
         await _close(session, case=case, account=account, at=at)
 
@@ -194,11 +210,6 @@ async def run_due_steps(
     schedule: Schedule,
 ) -> int:
     """Take the next due step of a batch of open cases (one step per case per call); commit."""
-    clock_filter = (
-        Account.test_clock_id.is_(None)
-        if test_clock_id is None
-        else Account.test_clock_id == test_clock_id
-    )
     cases = list(
         await session.scalars(
             select(DunningCase)
@@ -206,7 +217,7 @@ async def run_due_steps(
             .where(
                 DunningCase.closed_at.is_(None),
                 DunningCase.next_step_at <= as_of,
-                clock_filter,
+                clock_filter(test_clock_id),
             )
             .order_by(DunningCase.next_step_at)
             .limit(limit)
@@ -225,11 +236,13 @@ async def run_due_steps(
             .with_for_update()
         )
     }
+    # Open cases are one per account, and taking a step changes no invoice: one query for all.
+    overdue_by_account = await overdue_invoices_of(session, list(accounts))
     for case in cases:
         account = accounts[case.account_id]
         at = case.next_step_at
         assert at is not None  # selected by next_step_at <= as_of
-        overdue = await overdue_invoices(session, account_id=account.id, currency=account.currency)
+        overdue = overdue_by_account[account.id]
         if not overdue.invoice_ids:
             await _close(session, case=case, account=account, at=at)
             continue
@@ -257,9 +270,3 @@ async def list_steps(session: AsyncSession, *, account_id: uuid.UUID) -> list[Du
         .order_by(DunningStep.created_at, DunningStep.id)
     )
     return list(rows)
-
-
-NEXT_DUE_SQL = """
-    SELECT min(c.next_step_at) AS due FROM dunning_cases c JOIN accounts a ON a.id = c.account_id
-    WHERE a.test_clock_id = :clock AND c.closed_at IS NULL AND c.next_step_at <= :until
-"""

@@ -4,11 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import APIRouter, Body, Query, status
 
-from billing.auth.keys import Principal
-from billing.auth.permissions import Permission
-from billing.deps import ClockDep, SessionDep, require
+from billing.deps import ClockDep, EventsRead, SessionDep, WebhooksWrite
 from billing.events import service
 from billing.events.schemas import EventRead, RedeliverRequest
 from billing.http.pagination import ListResponse, PageDep
@@ -16,9 +14,6 @@ from billing.webhooks import service as webhooks
 from billing.webhooks.schemas import DeliveryRead
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
-
-EventsRead = Annotated[Principal, Depends(require(Permission.EVENTS_READ))]
-WebhooksWrite = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]
 
 
 @router.get("", summary="List events, newest first")

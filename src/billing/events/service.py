@@ -15,11 +15,16 @@ from billing.http.errors import NotFound
 from billing.http.pagination import PageParams, paginate
 
 
-async def get_event(session: AsyncSession, *, event_id: uuid.UUID) -> EventRead:
+async def load_event(session: AsyncSession, event_id: uuid.UUID) -> Event:
+    """The stored event; NotFound once it is gone (events are purged after the retention)."""
     event = await session.get(Event, event_id)
     if event is None:
         raise NotFound(f"No event {event_id} (events are kept for a limited time).", param="id")
-    return EventRead.model_validate(event)
+    return event
+
+
+async def get_event(session: AsyncSession, *, event_id: uuid.UUID) -> EventRead:
+    return EventRead.model_validate(await load_event(session, event_id))
 
 
 async def list_events(

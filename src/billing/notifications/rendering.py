@@ -49,7 +49,6 @@ class Recipient:
 
 @dataclass(frozen=True)
 class Rendered:
-    template: str
     subject: str
     text: str
     html: str
@@ -87,7 +86,7 @@ def render(template: str, *, data: Mapping[str, Any], recipient: Recipient) -> R
         raise RenderError(f"{type(exc).__name__}: {exc}") from exc
     # A header is one line. Only line breaks are folded: CLDR amounts hold no-break spaces.
     one_line = " ".join(line.strip() for line in subject.splitlines() if line.strip())
-    return Rendered(template, one_line, text, html)
+    return Rendered(one_line, text, html)
 
 
 def _context(data: Mapping[str, Any], recipient: Recipient) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
+from billing.accounts.queries import clock_filter
 from billing.dunning import service as dunning
 from billing.events.outbox import record_event
 from billing.http.errors import Conflict, InvalidState, NotFound
@@ -77,14 +78,6 @@ def payment_read(payment: Payment) -> PaymentRead:
     return PaymentRead.model_validate(payment)
 
 
-def _clock_filter(test_clock_id: uuid.UUID | None) -> ColumnElement[bool]:
-    return (
-        Account.test_clock_id.is_(None)
-        if test_clock_id is None
-        else Account.test_clock_id == test_clock_id
-    )
-
-
 async def _lock_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
     invoice = await session.scalar(
         select(Invoice).where(Invoice.id == invoice_id).with_for_update()
@@ -92,6 +85,15 @@ async def _lock_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice
     if invoice is None:
         raise NotFound(f"No invoice {invoice_id}.", param="id")
     return invoice
+
+
+async def _clear_retries(session: AsyncSession, invoice_id: uuid.UUID) -> None:
+    """End the invoice's retry schedule: no payment of it waits for a retry any more."""
+    await session.execute(
+        update(Payment)
+        .where(Payment.invoice_id == invoice_id, Payment.next_retry_at.is_not(None))
+        .values(next_retry_at=None)
+    )
 
 
 async def _begin(
@@ -114,11 +116,7 @@ async def _begin(
     last = await session.scalar(
         select(func.max(Payment.attempt_number)).where(Payment.invoice_id == invoice.id)
     )
-    await session.execute(
-        update(Payment)
-        .where(Payment.invoice_id == invoice.id, Payment.next_retry_at.is_not(None))
-        .values(next_retry_at=None)
-    )
+    await _clear_retries(session, invoice.id)
     payment_id = uuid.uuid4()
     payment = Payment(
         id=payment_id,
@@ -322,11 +320,7 @@ async def _claim(session: AsyncSession, stmt: Any, *, at: datetime) -> list[Atte
     for invoice, method, customer_id in rows:
         if method is None or invoice.status != "open" or invoice.amount_remaining <= 0:
             # Nothing to retry with (or nothing to collect): the schedule ends here.
-            await session.execute(
-                update(Payment)
-                .where(Payment.invoice_id == invoice.id, Payment.next_retry_at.is_not(None))
-                .values(next_retry_at=None)
-            )
+            await _clear_retries(session, invoice.id)
             continue
         try:
             async with session.begin_nested():
@@ -337,11 +331,7 @@ async def _claim(session: AsyncSession, stmt: Any, *, at: datetime) -> list[Atte
                 )
         except PaymentInProgress:
             # A manual attempt is in flight; its outcome schedules what comes next.
-            await session.execute(
-                update(Payment)
-                .where(Payment.invoice_id == invoice.id, Payment.next_retry_at.is_not(None))
-                .values(next_retry_at=None)
-            )
+            await _clear_retries(session, invoice.id)
     await session.commit()
     return attempts
 
@@ -358,7 +348,7 @@ async def claim_first_attempts(
             *_payable(),
             Invoice.finalized_at <= as_of,
             ~exists().where(Payment.invoice_id == Invoice.id),
-            _clock_filter(test_clock_id),
+            clock_filter(test_clock_id),
         )
         .order_by(Invoice.finalized_at)
         .limit(limit)
@@ -379,7 +369,7 @@ async def claim_retries(
         select(Invoice, PaymentMethod, Account.gateway_customer_id)
         .join(Account, Account.id == Invoice.account_id)
         .outerjoin(PaymentMethod, _DEFAULT_METHOD)
-        .where(_retry_due(as_of), _clock_filter(test_clock_id))
+        .where(_retry_due(as_of), clock_filter(test_clock_id))
         .order_by(Invoice.due_at)
         .limit(limit)
         .with_for_update(of=Invoice, skip_locked=True)
@@ -410,7 +400,7 @@ async def claim_stale(
             .where(
                 Payment.status.in_(IN_FLIGHT),
                 Payment.updated_at <= as_of - older_than,
-                _clock_filter(test_clock_id),
+                clock_filter(test_clock_id),
             )
             .order_by(Payment.updated_at)
             .limit(limit)

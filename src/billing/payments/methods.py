@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
-from billing.accounts.queries import lock_account
+from billing.accounts.queries import get_live_account, lock_account
 from billing.clock import Clock
 from billing.events.outbox import record_event
 from billing.http.errors import DomainError, NotFound
@@ -106,9 +106,7 @@ async def attach(
     set_default: bool,
     clock: Clock,
 ) -> PaymentMethod:
-    account = await session.get(Account, account_id)
-    if account is None or account.deleted_at is not None:
-        raise NotFound(f"No account {account_id}.", param="account_id")
+    account = await get_live_account(session, account_id)
     customer_id, card = await verify_with_gateway(
         gateway, account=account, token=token, param="token"
     )
@@ -147,9 +145,7 @@ async def _default_of(session: AsyncSession, account_id: uuid.UUID) -> PaymentMe
 
 
 async def list_methods(session: AsyncSession, *, account_id: uuid.UUID) -> list[PaymentMethod]:
-    account = await session.get(Account, account_id)
-    if account is None or account.deleted_at is not None:
-        raise NotFound(f"No account {account_id}.", param="account_id")
+    await get_live_account(session, account_id)
     rows = await session.scalars(
         select(PaymentMethod)
         .where(PaymentMethod.account_id == account_id, PaymentMethod.detached_at.is_(None))

@@ -1,21 +1,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, status
 
-from billing.auth.keys import Principal
-from billing.auth.permissions import Permission
-from billing.deps import ClockDep, GatewayDep, SessionDep, require
+from billing.accounts.router import AccountsRead, AccountsWrite
+from billing.deps import ClockDep, GatewayDep, SessionDep
 from billing.http.pagination import ListResponse
 from billing.payments import methods
 from billing.payments.schemas import PaymentMethodAttach, PaymentMethodRead
 
 router = APIRouter(prefix="/v1/accounts/{account_id}/payment-methods", tags=["payment methods"])
-
-AccountsRead = Annotated[Principal, Depends(require(Permission.ACCOUNTS_READ))]
-AccountsWrite = Annotated[Principal, Depends(require(Permission.ACCOUNTS_WRITE))]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Attach a payment method")

@@ -22,6 +22,7 @@ from billing.deps import ClockDep, RuntimeDep, SessionDep
 from billing.http.errors import DomainError
 from billing.payments import charges
 from billing.payments.gateways import ChargeResult
+from billing.payments.gateways.stripe import _decline
 from billing.payments.models import Payment, StripeWebhookEvent
 from billing.payments.service import _account_now, policy_of
 from billing.settings import Settings
@@ -58,8 +59,8 @@ def _result(event_type: str, intent: dict[str, Any]) -> ChargeResult:
     if event_type == "payment_intent.succeeded":
         return ChargeResult("succeeded", intent["id"])
     error = intent.get("last_payment_error") or {}
-    code = error.get("decline_code")
-    if code in (None, "generic_decline"):
+    code = _decline(error.get("decline_code"))
+    if code is None:
         code = error.get("code") or "card_declined"
     return ChargeResult("failed", intent["id"], code, error.get("message"))
 

@@ -1,13 +1,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Response, status
 
-from billing.auth.keys import Principal
-from billing.auth.permissions import Permission
-from billing.deps import ClockDep, RuntimeDep, SessionDep, require
+from billing.deps import ClockDep, EventsRead, RuntimeDep, SessionDep, WebhooksWrite
 from billing.http.pagination import ListResponse, PageDep
 from billing.webhooks import service
 from billing.webhooks.schemas import (
@@ -22,9 +19,6 @@ from billing.webhooks.schemas import (
 )
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
-
-EventsRead = Annotated[Principal, Depends(require(Permission.EVENTS_READ))]
-WebhooksWrite = Annotated[Principal, Depends(require(Permission.WEBHOOKS_WRITE))]
 
 
 @router.post(

@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import Clock
 from billing.events.catalog import matches
-from billing.events.models import Event
 from billing.events.outbox import record_event
+from billing.events.service import load_event
 from billing.http.errors import InvalidState, NotFound, ValidationFailed
 from billing.http.pagination import PageParams, paginate
 from billing.observability.logging import get_logger
@@ -140,9 +140,7 @@ async def list_endpoints(
     return [endpoint_read(e) for e in endpoints], has_more
 
 
-async def fail_pending(
-    session: AsyncSession, *, endpoint_id: uuid.UUID, reason: str, at: datetime
-) -> None:
+async def fail_pending(session: AsyncSession, *, endpoint_id: uuid.UUID, reason: str) -> None:
     """A disabled endpoint's pending deliveries become `failed` (they can be redelivered)."""
     await session.execute(
         update(WebhookDelivery)
@@ -187,7 +185,7 @@ async def update_endpoint(
         if endpoint.disabled:
             endpoint.disabled_reason = "manual"
             endpoint.disabled_at = now
-            await fail_pending(session, endpoint_id=endpoint.id, reason="endpoint disabled", at=now)
+            await fail_pending(session, endpoint_id=endpoint.id, reason="endpoint disabled")
         else:
             endpoint.disabled_reason = None
             endpoint.disabled_at = None
@@ -275,9 +273,7 @@ async def redeliver(
     A delivery that succeeded or failed becomes pending with a fresh retry schedule; it keeps
     its webhook-id (the event id), so receivers that already have it can drop it.
     """
-    event = await session.get(Event, event_id)
-    if event is None:
-        raise NotFound(f"No event {event_id} (events are kept for a limited time).", param="id")
+    event = await load_event(session, event_id)
     if endpoint_id is not None:
         endpoint = await _endpoint(session, endpoint_id)
         if endpoint.disabled:
@@ -333,9 +329,7 @@ async def disable_endpoint(
     endpoint.updated_at = at
     endpoint.lease_until = at
     await session.flush()
-    await fail_pending(
-        session, endpoint_id=endpoint.id, reason=f"endpoint disabled: {detail}", at=at
-    )
+    await fail_pending(session, endpoint_id=endpoint.id, reason=f"endpoint disabled: {detail}")
     record_event(
         session,
         type="webhook_endpoint.disabled",

@@ -26,29 +26,6 @@ from billing.payments.models import PaymentMethod
 from billing.payments.schemas import PaymentMethodRead
 from billing.subscriptions.models import Subscription
 
-
-def account_read(account: Account, default_method: PaymentMethod | None) -> AccountRead:
-    return AccountRead(
-        id=account.id,
-        email=account.email,
-        name=account.name,
-        currency=account.currency,
-        timezone=account.timezone,
-        locale=account.locale,
-        status=AccountStatus(account.status),
-        tax_exempt=account.tax_exempt,
-        tax_ids=account.tax_ids,
-        address=account.address,
-        metadata=account.metadata_,
-        default_payment_method=(
-            PaymentMethodRead.model_validate(default_method) if default_method else None
-        ),
-        test_clock_id=account.test_clock_id,
-        created_at=account.created_at,
-        updated_at=account.updated_at,
-    )
-
-
 _ACCOUNT_FIELDS = (
     "id",
     "email",
@@ -65,6 +42,23 @@ _ACCOUNT_FIELDS = (
     "created_at",
     "updated_at",
 )
+
+
+def _account_read_of(values: Mapping[str, Any], method: PaymentMethodRead | None) -> AccountRead:
+    fields = {name: values[name] for name in _ACCOUNT_FIELDS}
+    fields["status"] = AccountStatus(fields["status"])
+    return AccountRead(**fields, default_payment_method=method)
+
+
+def account_read(account: Account, default_method: PaymentMethod | None) -> AccountRead:
+    values = {
+        name: getattr(account, "metadata_" if name == "metadata" else name)
+        for name in _ACCOUNT_FIELDS
+    }
+    method = PaymentMethodRead.model_validate(default_method) if default_method else None
+    return _account_read_of(values, method)
+
+
 _METHOD_FIELDS = (
     "id",
     "account_id",
@@ -110,23 +104,7 @@ def _account_read_from_row(row: Mapping[str, Any]) -> AccountRead:
         if row["pm_id"] is None
         else PaymentMethodRead(**{name: row[f"pm_{name}"] for name in _METHOD_FIELDS})
     )
-    return AccountRead(
-        id=row["id"],
-        email=row["email"],
-        name=row["name"],
-        currency=row["currency"],
-        timezone=row["timezone"],
-        locale=row["locale"],
-        status=AccountStatus(row["status"]),
-        tax_exempt=row["tax_exempt"],
-        tax_ids=row["tax_ids"],
-        address=row["address"],
-        metadata=row["metadata"],
-        default_payment_method=method,
-        test_clock_id=row["test_clock_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    return _account_read_of(row, method)
 
 
 def _record(session: AsyncSession, type: str, read: AccountRead, at: datetime) -> None:

@@ -35,8 +35,6 @@ __all__ = [
     "AVERAGE_DAYS_PER_MONTH",
     "create_plan",
     "create_version",
-    "get_latest_version",
-    "get_plan",
     "get_plan_by_ref",
     "list_plans",
     "list_versions",
@@ -152,21 +150,6 @@ async def set_active(
 
 
 # --------------------------------------------------------------------------- reads
-
-
-async def get_plan(session: AsyncSession, *, plan_id: uuid.UUID) -> Plan:
-    plan = await session.get(Plan, plan_id)
-    if plan is None:
-        raise NotFound(f"No plan {plan_id}.", param="plan_id")
-    return plan
-
-
-async def get_latest_version(session: AsyncSession, *, code: str) -> Plan:
-    """The newest version of `code`, active or not."""
-    plan = await _latest(session, code)
-    if plan is None:
-        raise NotFound(f"No plan with code {code!r}.", param="code")
-    return plan
 
 
 async def get_plan_by_ref(session: AsyncSession, *, ref: str) -> Plan:

@@ -32,7 +32,7 @@ async def drive(
     errors = 0
     stop_at = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
-    headers = {"Authorization": f"Bearer {server.api_key}"}
+    headers = server.headers
     async with aiohttp.ClientSession(
         base_url=server.base_url, connector=connector, headers=headers
     ) as session:
@@ -62,7 +62,7 @@ def report(name: str, count: int, errors: int, latencies: list[float], seconds: 
 
 
 async def seed(server: Server) -> list[str]:
-    headers = {"Authorization": f"Bearer {server.api_key}"}
+    headers = server.headers
     async with aiohttp.ClientSession(base_url=server.base_url, headers=headers) as session:
         ids = []
         for i in range(200):

@@ -26,6 +26,11 @@ class Server:
     env: dict[str, str]
     pid: int = 0
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header of the server's API key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
 
 def _free_port() -> int:
     with socket.socket() as s:

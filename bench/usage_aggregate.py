@@ -20,13 +20,14 @@ import asyncio
 import statistics
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import asyncpg
 
 from bench.server import Server, running_server, server_database
+from billing.core.periods import Interval, add_intervals
 from billing.db.engine import create_engine, create_session_factory, libpq_url
 from billing.usage.aggregate import roll_up
 
@@ -62,7 +63,7 @@ FILL = """
 
 
 async def subscribe(server: Server) -> str:
-    headers = {"Authorization": f"Bearer {server.api_key}"}
+    headers = server.headers
     async with aiohttp.ClientSession(base_url=server.base_url, headers=headers) as http:
         async with http.post("/v1/plans", json=PLAN) as response:
             assert response.status == 201, await response.text()
@@ -80,7 +81,7 @@ async def backdate(url: str, sub_id: str) -> datetime:
     """Start the subscription's current period 29 days ago: a month of quarter-hour buckets."""
     today = datetime.now(UTC).date()
     start = today - timedelta(days=29)
-    end = date(start.year + (start.month == 12), start.month % 12 + 1, start.day)
+    end = add_intervals(start, Interval.MONTH, 1, 1)
     conn = await asyncpg.connect(libpq_url(url))
     try:
         await conn.execute(
@@ -131,7 +132,7 @@ async def roll_all(url: str) -> tuple[int, float]:
 async def time_summary(
     server: Server, sub_id: str, runs: int
 ) -> tuple[list[float], dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {server.api_key}"}
+    headers = server.headers
     latencies = []
     body: dict[str, Any] = {}
     async with aiohttp.ClientSession(base_url=server.base_url, headers=headers) as http:

@@ -21,7 +21,7 @@ import random
 import statistics
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +31,7 @@ import orjson
 
 from bench.cpu import backends, children, cpu_seconds, spent
 from bench.server import Server, running_server, server_database
+from billing.core.periods import Interval, add_intervals
 from billing.db.engine import libpq_url
 
 PLAN = {
@@ -97,7 +98,7 @@ def build_batches(
 
 
 async def seed(server: Server, url: str, subs: int) -> list[str]:
-    headers = {"Authorization": f"Bearer {server.api_key}"}
+    headers = server.headers
     async with (
         aiohttp.ClientSession(base_url=server.base_url, headers=headers) as http,
         http.post("/v1/plans", json=PLAN) as response,
@@ -107,7 +108,7 @@ async def seed(server: Server, url: str, subs: int) -> list[str]:
     now = datetime.now(UTC)
     today = now.date()
     start = today - timedelta(days=3)
-    end = date(start.year + (start.month == 12), start.month % 12 + 1, start.day)
+    end = add_intervals(start, Interval.MONTH, 1, 1)
     ends_at = datetime(end.year, end.month, end.day, tzinfo=UTC)
     conn = await asyncpg.connect(libpq_url(url))
     try:
@@ -128,10 +129,7 @@ async def cpu_owners(url: str, server_pid: int) -> tuple[list[int], list[int]]:
 async def drive(
     server: Server, bodies: list[bytes], concurrency: int
 ) -> tuple[int, int, float, list[float]]:
-    headers = {
-        "Authorization": f"Bearer {server.api_key}",
-        "Content-Type": "application/json",
-    }
+    headers = server.headers | {"Content-Type": "application/json"}
     queue = list(reversed(bodies))
     latencies: list[float] = []
     accepted = other = 0

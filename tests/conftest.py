@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,6 +29,7 @@ from billing.runtime import Runtime
 from billing.settings import Settings
 from billing.worker.runner import Worker
 from tests import database
+from tests.stripe_server import StripeFake
 
 os.environ.setdefault("LOG_FORMAT", "json")
 
@@ -202,6 +208,54 @@ def redis_url() -> str:
     except OSError:
         pytest.skip(f"no Redis server at {url}: set REDIS_URL to run the Redis-backed tests")
     return url
+
+
+@contextmanager
+def worker_process(
+    database_url: str, log_path: Path, **env: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `billing worker` process on `database_url` (JSON logs, no Redis, `env` on top),
+    writing stdout and stderr to `log_path`; killed on exit if it still runs."""
+    environ = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "BILLING_DATA_DIR"}}
+    environ.update({"DATABASE_URL": database_url, "LOG_FORMAT": "json"} | env)
+    billing = str(Path(sys.executable).with_name("billing"))
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([billing, "worker"], env=environ, stdout=log, stderr=log)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """Assert a problem+json answer with this status and code; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code
+    return body
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def stripe_fake() -> Iterator[StripeFake]:
+    """A local Stripe API fake (tests/stripe_server.py), running for the test."""
+    with StripeFake() as server:
+        yield server
+
+
+@pytest.fixture
+def fake(stripe_fake: StripeFake) -> StripeFake:
+    """`stripe_fake` under the short name the payment and tax tests use."""
+    return stripe_fake
 
 
 def log_lines(capfd: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:

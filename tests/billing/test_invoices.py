@@ -18,7 +18,7 @@ from billing.auth.permissions import Role
 from billing.invoicing.rules import DraftInvoice, DraftLine
 from billing.invoicing.writer import finalize
 from billing.runtime import Runtime
-from tests.conftest import AppFactory, http_client, new_api_key
+from tests.conftest import AppFactory, assert_problem, http_client, new_api_key
 from tests.factories.billing import (
     account_on_clock,
     advance,
@@ -42,14 +42,6 @@ async def open_invoice(client: httpx.AsyncClient, amount: int = 3000) -> dict[st
     invoice = await only_invoice(client, sub["id"])
     assert invoice["status"] == "open"
     return invoice
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    return body
 
 
 # --------------------------------------------------------------------------- void

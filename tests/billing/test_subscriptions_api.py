@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from billing.auth.permissions import Role
-from tests.conftest import http_client, new_api_key
+from tests.conftest import assert_problem, http_client, new_api_key
 from tests.factories.billing import (
     account_on_clock,
     advance,
@@ -37,14 +37,6 @@ async def setup(
     plan = await simple_plan(client, amount=3000)
     account = await account_on_clock(client, clock["id"], **account_fields)
     return clock, plan, account
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    return body
 
 
 async def subscription_count(client: httpx.AsyncClient) -> int:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +13,7 @@ from billing.db.engine import raw_connect
 from billing.runtime import Runtime
 from billing.worker.runner import Worker
 from billing.worker.sweeps import default_sweeps
-from tests.conftest import AppFactory, Sql, http_client, new_api_key, runtime_of
+from tests.conftest import AppFactory, Sql, http_client, new_api_key, runtime_of, worker_process
 from tests.factories.billing import simple_plan
 
 CREATED = datetime(2026, 1, 15, 12, tzinfo=UTC)
@@ -89,26 +86,20 @@ async def test_worker_killed_mid_batch_loses_nothing(
     watcher = await raw_connect(database_url)  # outside any transaction: fresh statistics
     await blocker.execute("BEGIN")
     await blocker.execute("SELECT value FROM invoice_number_counters FOR UPDATE")
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "BILLING_DATA_DIR"}}
-    env.update({"DATABASE_URL": database_url, "WORKER_BATCH_SIZE": "50", "LOG_FORMAT": "json"})
-    billing = str(Path(sys.executable).with_name("billing"))
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([billing, "worker"], env=env, stdout=log, stderr=log)  # noqa: ASYNC220
     try:
-        deadline = time.monotonic() + 30
-        while not await watcher.fetchval(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND query LIKE 'UPDATE invoice_number_counters%'"
-        ):
-            assert proc.poll() is None, log_path.read_text()
-            assert time.monotonic() < deadline, log_path.read_text()
-            await asyncio.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+        with worker_process(database_url, log_path, WORKER_BATCH_SIZE="50") as proc:
+            deadline = time.monotonic() + 30
+            while not await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE 'UPDATE invoice_number_counters%'"
+            ):
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline, log_path.read_text()
+                await asyncio.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         await blocker.execute("ROLLBACK")
         await blocker.close()
         await watcher.close()
@@ -131,13 +122,8 @@ async def test_sigterm_stops_the_worker_between_batches(
     await seed(make_app, 30)
     # Ten months of renewals are due for each subscription (the worker uses the real clock,
     # and they were created on Jan 15 2026): a backlog worked through in batches of 5.
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "BILLING_DATA_DIR"}}
-    env.update({"DATABASE_URL": database_url, "WORKER_BATCH_SIZE": "5", "LOG_FORMAT": "json"})
-    billing = str(Path(sys.executable).with_name("billing"))
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([billing, "worker"], env=env, stdout=log, stderr=log)  # noqa: ASYNC220
-    try:
+    with worker_process(database_url, log_path, WORKER_BATCH_SIZE="5") as proc:
         deadline = time.monotonic() + 30
         while not (
             await sql(
@@ -148,9 +134,6 @@ async def test_sigterm_stops_the_worker_between_batches(
             await asyncio.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert "worker_stopped" in log_path.read_text()
     # Whatever was committed is whole: every renewal invoice has its subscription advanced.
     rows = await sql(

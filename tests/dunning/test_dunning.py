@@ -9,21 +9,10 @@ import httpx
 
 from tests.conftest import Sql
 from tests.factories.billing import (
-    account_on_clock,
     advance,
-    create_test_clock,
+    declined_subscription,
     only_invoice,
-    simple_plan,
-    subscribe,
 )
-
-
-async def declined(client: httpx.AsyncClient) -> tuple[dict[str, Any], ...]:
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_chargeDeclined")
-    sub = await subscribe(client, account["id"])
-    return clock, account, sub
 
 
 async def steps_of(client: httpx.AsyncClient, account_id: str) -> list[tuple[object, ...]]:
@@ -46,7 +35,7 @@ async def status_of(client: httpx.AsyncClient, account_id: str) -> str:
 
 
 async def test_3_day_reminder_sent(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock, account, sub = await declined(client)
+    clock, account, sub = await declined_subscription(client)
     await advance(client, clock["id"], "2025-03-03T23:59:00Z")
     assert await steps_of(client, account["id"]) == []
     await advance(client, clock["id"], "2025-03-04T01:00:00Z")
@@ -76,7 +65,7 @@ async def test_3_day_reminder_sent(client: httpx.AsyncClient, sql: Sql) -> None:
 async def test_7_day_warning_with_account_warning_status(
     client: httpx.AsyncClient, sql: Sql
 ) -> None:
-    clock, account, _ = await declined(client)
+    clock, account, _ = await declined_subscription(client)
     await advance(client, clock["id"], "2025-03-08T00:30:00Z")
     assert await steps_of(client, account["id"]) == [
         ("reminder", 3, 3000, "2025-03-04T00:00:00Z"),
@@ -87,7 +76,7 @@ async def test_7_day_warning_with_account_warning_status(
 
 
 async def test_all_retries_failed_marks_account_overdue(client: httpx.AsyncClient) -> None:
-    clock, account, sub = await declined(client)
+    clock, account, sub = await declined_subscription(client)
     await advance(client, clock["id"], "2025-03-11T12:00:00Z")
     invoice = await only_invoice(client, sub["id"])
     assert (invoice["status"], invoice["amount_remaining"]) == ("open", 3000)
@@ -98,7 +87,7 @@ async def test_all_retries_failed_marks_account_overdue(client: httpx.AsyncClien
 
 
 async def test_14_day_service_blocking(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock, account, sub = await declined(client)
+    clock, account, sub = await declined_subscription(client)
     await advance(client, clock["id"], "2025-03-15T00:30:00Z")
     assert await steps_of(client, account["id"]) == [
         ("reminder", 3, 3000, "2025-03-04T00:00:00Z"),
@@ -118,7 +107,7 @@ async def test_14_day_service_blocking(client: httpx.AsyncClient, sql: Sql) -> N
 
 
 async def test_payment_unblocks_account(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock, account, sub = await declined(client)
+    clock, account, sub = await declined_subscription(client)
     await advance(client, clock["id"], "2025-03-16T00:00:00Z")
     assert await status_of(client, account["id"]) == "blocked"
     await client.post(

@@ -226,7 +226,7 @@ async def test_events_are_purged_after_the_retention(
 
 
 async def test_delivery_metrics(
-    hooks_app: FastAPI, hooks: httpx.AsyncClient, hooks_worker: Worker, receiver: Receiver
+    hooks: httpx.AsyncClient, hooks_worker: Worker, receiver: Receiver
 ) -> None:
     receiver.script(500)
     await create_endpoint(hooks, receiver.url)

@@ -4,10 +4,7 @@ and a slow receiver never holds up other endpoints."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 
 from billing.worker.runner import Worker
-from tests.conftest import AppFactory, Sql, http_client, new_api_key, runtime_of
+from tests.conftest import AppFactory, Sql, http_client, new_api_key, runtime_of, worker_process
 from tests.events.conftest import create_endpoint, deliveries, hooks_settings, until
 from tests.events.receiver import Receiver, Reply
 
@@ -111,7 +108,7 @@ async def test_a_slow_receiver_does_not_hold_up_other_endpoints(
 
 
 async def test_an_event_committed_while_no_worker_runs_is_delivered_later(
-    hooks: httpx.AsyncClient, hooks_worker: Worker, receiver: Receiver, sql: Sql
+    hooks: httpx.AsyncClient, hooks_worker: Worker, receiver: Receiver
 ) -> None:
     endpoint = await create_endpoint(hooks, receiver.url)
     await hooks.post("/v1/accounts", json={"email": "later@example.com"})
@@ -133,21 +130,14 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(
 ) -> None:
     endpoint = await create_endpoint(hooks, receiver.url)
     receiver.hold = asyncio.Event()  # the receiver takes the request and does not answer
-    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "BILLING_DATA_DIR"}}
-    env.update(
-        {
-            "DATABASE_URL": database_url,
-            "LOG_FORMAT": "json",
-            "WEBHOOKS_ALLOW_PRIVATE": "true",
-            "WEBHOOKS_ALLOW_HTTP": "true",
-            "WEBHOOK_TIMEOUT_SECONDS": "2",
-        }
-    )
-    billing = str(Path(sys.executable).with_name("billing"))
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([billing, "worker"], env=env, stdout=log, stderr=log)  # noqa: ASYNC220
-    try:
+    with worker_process(
+        database_url,
+        log_path,
+        WEBHOOKS_ALLOW_PRIVATE="true",
+        WEBHOOKS_ALLOW_HTTP="true",
+        WEBHOOK_TIMEOUT_SECONDS="2",
+    ) as proc:
         await hooks.post("/v1/accounts", json={"email": "killed@example.com"})
         deadline = time.monotonic() + 30
         while not receiver.requests:
@@ -156,9 +146,6 @@ async def test_a_worker_killed_mid_delivery_loses_nothing(
             await asyncio.sleep(0.02)
         proc.send_signal(signal.SIGKILL)  # mid-delivery: sent, no answer recorded
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     receiver.hold.set()
     receiver.hold = None
     [claimed] = await deliveries(hooks, endpoint["id"])

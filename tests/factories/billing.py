@@ -64,6 +64,18 @@ async def subscribe(client: httpx.AsyncClient, account_id: str, **fields: Any) -
     return sub
 
 
+async def declined_subscription(
+    client: httpx.AsyncClient,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(clock, account, subscription): a $30 monthly plan from 2025-03-01 on a card whose
+    charges are declined."""
+    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
+    await simple_plan(client, amount=3000)
+    account = await account_on_clock(client, clock["id"], payment_method="pm_card_chargeDeclined")
+    sub = await subscribe(client, account["id"])
+    return clock, account, sub
+
+
 async def invoices_of(client: httpx.AsyncClient, subscription_id: str) -> list[dict[str, Any]]:
     """Every invoice of a subscription, oldest first."""
     found: list[dict[str, Any]] = []

@@ -7,6 +7,8 @@ from typing import Any
 
 import httpx
 
+from tests.factories.billing import account_on_clock, create_test_clock, subscribe
+
 
 def graduated(metric: str = "api_calls", **fields: Any) -> dict[str, Any]:
     """10,000 calls free, then 0.1 cent each up to 50,000, then 0.05 cent each."""
@@ -51,6 +53,23 @@ async def metered_plan(
     assert response.status_code == 201, response.text
     plan: dict[str, Any] = response.json()
     return plan
+
+
+async def metered_subscription(
+    client: httpx.AsyncClient,
+    metered: list[dict[str, Any]],
+    now: str,
+    *,
+    plan: dict[str, Any] | None = None,
+    trial_days: int = 0,
+    **account: Any,
+) -> tuple[str, dict[str, Any]]:
+    """A test clock frozen at `now`, a metered plan (`plan`: more plan fields), an account on
+    the clock (`account`: more account fields) and its subscription: (clock id, subscription)."""
+    clock = await create_test_clock(client, now)
+    await metered_plan(client, metered, **(plan or {}))
+    owner = await account_on_clock(client, clock["id"], **account)
+    return clock["id"], await subscribe(client, owner["id"], trial_days=trial_days)
 
 
 def event(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from aiosmtpd.controller import Controller
 from billing.events.outbox import record_event
 from billing.invoicing.schemas import InvoiceLineRead, InvoiceRead, InvoiceStatus
 from billing.runtime import Runtime
+from tests.conftest import AppFactory, free_port, runtime_of
 
 
 @dataclass
@@ -80,11 +80,20 @@ class SmtpServer:
             self.controller = None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+BILLING_FROM = "Billing <billing@acme.test>"
+
+
+def smtp_runtime(
+    make_app: AppFactory,
+    server: SmtpServer,
+    *,
+    email_from: str | None = BILLING_FROM,
+    **overrides: Any,
+) -> Runtime:
+    """An app that mails through `server`; `email_from=None` keeps the settings' default sender."""
+    if email_from is not None:
+        overrides["email_from"] = email_from
+    return runtime_of(make_app(smtp_url=server.url, **overrides))
 
 
 @pytest.fixture
@@ -205,3 +214,15 @@ async def record(
         )
         await session.commit()
         return event.id
+
+
+async def record_receipt(
+    runtime: Runtime, account: dict[str, Any], amount: int = 2900
+) -> uuid.UUID:
+    """Record a payment.succeeded event (a receipt email) for `account`, in USD."""
+    return await record(
+        runtime,
+        type="payment.succeeded",
+        account_id=account["id"],
+        data=payment_payload(account_id=account["id"], amount=amount, currency="USD"),
+    )

@@ -17,14 +17,20 @@ from billing.settings import Settings
 from billing.worker.sweeps import for_test_clock
 from tests.conftest import AppFactory, Sql, runtime_of
 from tests.factories.accounts import create_account
-from tests.notifications.conftest import NOW, SmtpServer, payment_payload, record
+from tests.notifications.conftest import (
+    NOW,
+    SmtpServer,
+    payment_payload,
+    record_receipt,
+    smtp_runtime,
+)
 
 
 async def test_an_event_committed_late_with_a_lower_seq_is_not_skipped(
     client: httpx.AsyncClient, make_app: AppFactory, smtp_server: SmtpServer
 ) -> None:
     account = await create_account(client, email="order@example.com", currency="USD")
-    runtime = runtime_of(make_app(smtp_url=smtp_server.url))
+    runtime = smtp_runtime(make_app, smtp_server, email_from=None)
     worker = runtime.worker()
     await worker.run_due()  # past account.created
     async with runtime.sessions() as slow:
@@ -36,12 +42,7 @@ async def test_an_event_committed_late_with_a_lower_seq_is_not_skipped(
             at=NOW,
         )
         await slow.flush()  # takes the lower seq, not yet committed
-        await record(
-            runtime,
-            type="payment.succeeded",
-            account_id=account["id"],
-            data=payment_payload(account_id=account["id"], amount=200, currency="USD"),
-        )
+        await record_receipt(runtime, account, amount=200)
         for _ in range(3):
             await worker.run_due()
         assert smtp_server.received == []  # the later event waits behind the open one
@@ -59,7 +60,7 @@ async def test_a_rolled_back_seq_is_passed_once_its_transaction_has_ended(
     client: httpx.AsyncClient, make_app: AppFactory, smtp_server: SmtpServer, sql: Sql
 ) -> None:
     account = await create_account(client, email="gap@example.com", currency="USD")
-    runtime = runtime_of(make_app(smtp_url=smtp_server.url))
+    runtime = smtp_runtime(make_app, smtp_server, email_from=None)
     worker = runtime.worker()
     await worker.run_due()
     async with runtime.sessions() as doomed:
@@ -71,12 +72,7 @@ async def test_a_rolled_back_seq_is_passed_once_its_transaction_has_ended(
             at=NOW,
         )
         await doomed.flush()
-        await record(
-            runtime,
-            type="payment.succeeded",
-            account_id=account["id"],
-            data=payment_payload(account_id=account["id"], amount=200, currency="USD"),
-        )
+        await record_receipt(runtime, account, amount=200)
         await worker.run_due()
         await doomed.rollback()
 
@@ -112,12 +108,7 @@ async def test_smtp_login_uses_the_decoded_credentials_of_the_url(
     account = await create_account(client, email="auth@example.com", currency="USD")
     url = f"smtp://mailer:p%40ss%3Aword@127.0.0.1:{stopped_smtp_server.port}?starttls=false"
     runtime = runtime_of(make_app(smtp_url=url))
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
 
     await runtime.worker().run_due()
 
@@ -129,14 +120,9 @@ async def test_advancing_a_test_clock_leaves_emails_to_the_regular_tick(
     client: httpx.AsyncClient, make_app: AppFactory, smtp_server: SmtpServer, sql: Sql
 ) -> None:
     account = await create_account(client, email="clock@example.com", currency="USD")
-    runtime = runtime_of(make_app(smtp_url=smtp_server.url))
+    runtime = smtp_runtime(make_app, smtp_server, email_from=None)
     worker = runtime.worker()
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
 
     clock_ctx = for_test_clock(worker.context, test_clock_id=uuid.uuid4(), as_of=NOW)
     counts = await worker.run_due(clock_ctx)

@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from billing.clock import FrozenClock
-from billing.runtime import Runtime
 from tests.conftest import AppFactory, Sql, log_lines, new_api_key, runtime_of
 from tests.factories.accounts import create_account
 from tests.notifications.conftest import (
@@ -19,13 +18,9 @@ from tests.notifications.conftest import (
     invoice_payload,
     payment_payload,
     record,
+    record_receipt,
+    smtp_runtime,
 )
-
-
-def smtp_runtime(make_app: AppFactory, server: SmtpServer, **overrides: Any) -> Runtime:
-    return runtime_of(
-        make_app(smtp_url=server.url, email_from="Billing <billing@acme.test>", **overrides)
-    )
 
 
 async def test_invoice_email_for_a_german_account_formats_euros_the_german_way(
@@ -70,12 +65,7 @@ async def test_receipt_for_a_us_account_shows_dollars(
 ) -> None:
     account = await create_account(client, email="ada@example.com", currency="USD", locale="en_US")
     runtime = smtp_runtime(make_app, smtp_server)
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
 
     await runtime.worker().run_due()
 
@@ -191,12 +181,7 @@ async def test_a_replayed_outbox_never_mails_twice(
 ) -> None:
     account = await create_account(client, email="once@example.com", currency="USD")
     runtime = smtp_runtime(make_app, smtp_server)
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
     await runtime.worker().run_due()
     assert len(smtp_server.received) == 1
 
@@ -216,12 +201,7 @@ async def test_without_smtp_url_emails_are_logged_not_sent(
 ) -> None:
     account = await create_account(client, email="dev@example.com", currency="USD")
     runtime = runtime_of(make_app())
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
     capfd.readouterr()
 
     await runtime.worker().run_due()
@@ -240,12 +220,7 @@ async def test_an_smtp_outage_is_retried_with_backoff_and_blocks_nothing_else(
     account = await create_account(client, email="later@example.com", currency="USD")
     clock = FrozenClock(NOW)
     runtime = smtp_runtime(make_app, stopped_smtp_server, clock=clock, smtp_timeout_seconds=2)
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
 
     counts = await runtime.worker().run_due()  # every sweep ran; none raised
 
@@ -276,12 +251,7 @@ async def test_after_six_failed_attempts_a_message_is_given_up(
     account = await create_account(client, email="never@example.com", currency="USD")
     clock = FrozenClock(NOW)
     runtime = smtp_runtime(make_app, stopped_smtp_server, clock=clock, smtp_timeout_seconds=2)
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
     expected_delays = [
         timedelta(minutes=1),
         timedelta(minutes=5),
@@ -315,12 +285,7 @@ async def test_a_refused_recipient_fails_at_once_and_the_rest_of_the_batch_is_se
     here = await create_account(client, email="here@example.com", currency="USD")
     runtime = smtp_runtime(make_app, smtp_server)
     for account in (gone, here):
-        await record(
-            runtime,
-            type="payment.succeeded",
-            account_id=account["id"],
-            data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-        )
+        await record_receipt(runtime, account)
 
     await runtime.worker().run_due()
 
@@ -339,12 +304,7 @@ async def test_a_payload_that_does_not_fit_its_template_is_recorded_and_skipped(
     account = await create_account(client, email="broken@example.com", currency="USD")
     runtime = smtp_runtime(make_app, smtp_server)
     await record(runtime, type="payment.failed", account_id=account["id"], data={"id": "x"})
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
 
     await runtime.worker().run_due()
 
@@ -364,12 +324,7 @@ async def test_support_can_list_what_was_mailed_to_an_account(
 ) -> None:
     account = await create_account(client, email="list@example.com", currency="USD")
     runtime = smtp_runtime(make_app, smtp_server)
-    await record(
-        runtime,
-        type="payment.succeeded",
-        account_id=account["id"],
-        data=payment_payload(account_id=account["id"], amount=2900, currency="USD"),
-    )
+    await record_receipt(runtime, account)
     await runtime.worker().run_due()
 
     from billing.auth.permissions import Role

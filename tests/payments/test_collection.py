@@ -18,6 +18,7 @@ from tests.factories.billing import (
     account_on_clock,
     advance,
     create_test_clock,
+    declined_subscription,
     only_invoice,
     simple_plan,
     subscribe,
@@ -41,14 +42,6 @@ def attempts(payments: list[dict[str, Any]]) -> list[tuple[object, ...]]:
 async def sandbox_charges(sql: Sql) -> int:
     [row] = await sql("SELECT count(*) FROM sandbox_charges WHERE kind = 'charge'")
     return int(row[0])
-
-
-async def declined_subscription(client: httpx.AsyncClient) -> tuple[dict[str, Any], ...]:
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_chargeDeclined")
-    sub = await subscribe(client, account["id"])
-    return clock, account, sub
 
 
 async def test_create_subscription_with_payment(client: httpx.AsyncClient, sql: Sql) -> None:

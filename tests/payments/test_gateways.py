@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import httpx
@@ -56,7 +56,6 @@ SANDBOX_REJECTED = [
 ]
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(("token", "brand", "last4", "charge_outcome"), SANDBOX_VERIFIES)
 async def test_sandbox_token_verifies(
     token: str, brand: str, last4: str, charge_outcome: str
@@ -71,7 +70,6 @@ async def test_sandbox_token_verifies(
     assert SANDBOX_PAYMENT_METHODS[token].charge_outcome == charge_outcome
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(("token", "code"), SANDBOX_REJECTED)
 async def test_sandbox_token_is_rejected(token: str, code: str) -> None:
     with pytest.raises(PaymentMethodDeclined) as caught:
@@ -86,7 +84,6 @@ def test_every_sandbox_token_has_a_tested_outcome() -> None:
     assert set(SANDBOX_PAYMENT_METHODS) <= tested
 
 
-@pytest.mark.asyncio
 async def test_sandbox_unknown_token_lists_the_valid_tokens() -> None:
     with pytest.raises(PaymentMethodDeclined) as caught:
         await SandboxGateway().attach_payment_method(token="tok_visa", customer_id=None)
@@ -96,7 +93,6 @@ async def test_sandbox_unknown_token_lists_the_valid_tokens() -> None:
         assert token in caught.value.message
 
 
-@pytest.mark.asyncio
 async def test_sandbox_customer_id_is_derived_from_the_account() -> None:
     gateway = SandboxGateway()
 
@@ -109,7 +105,6 @@ async def test_sandbox_customer_id_is_derived_from_the_account() -> None:
 # --------------------------------------------------------------------------- factory
 
 
-@pytest.mark.asyncio
 async def test_factory_builds_the_sandbox() -> None:
     gateway = get_gateway("sandbox", stripe_secret_key=None, stripe_api_base=None)
 
@@ -118,7 +113,6 @@ async def test_factory_builds_the_sandbox() -> None:
     await gateway.aclose()
 
 
-@pytest.mark.asyncio
 async def test_factory_builds_a_working_stripe_gateway(fake: StripeFake) -> None:
     gateway = get_gateway("stripe", stripe_secret_key=fake.api_key, stripe_api_base=fake.url)
     try:
@@ -157,12 +151,6 @@ class GatewayFactory(Protocol):
 
 
 @pytest.fixture
-def fake() -> Iterator[StripeFake]:
-    with StripeFake() as server:
-        yield server
-
-
-@pytest.fixture
 async def make_gateway(fake: StripeFake) -> AsyncIterator[GatewayFactory]:
     made: list[StripeGateway] = []
 
@@ -198,7 +186,6 @@ async def new_customer(gateway: StripeGateway) -> str:
     )
 
 
-@pytest.mark.asyncio
 async def test_stripe_create_customer(fake: StripeFake, gateway: StripeGateway) -> None:
     customer_id = await gateway.create_customer(
         account_id=ACCOUNT_ID, email="billing@example.com", name="Example Inc."
@@ -221,7 +208,6 @@ async def test_stripe_create_customer(fake: StripeFake, gateway: StripeGateway) 
     assert stored["livemode"] is False
 
 
-@pytest.mark.asyncio
 async def test_stripe_create_customer_without_a_name(
     fake: StripeFake, gateway: StripeGateway
 ) -> None:
@@ -233,7 +219,6 @@ async def test_stripe_create_customer_without_a_name(
     assert fake.customers[customer_id]["name"] is None
 
 
-@pytest.mark.asyncio
 async def test_stripe_create_customer_twice_for_one_account_creates_one_customer(
     fake: StripeFake, gateway: StripeGateway
 ) -> None:
@@ -246,7 +231,6 @@ async def test_stripe_create_customer_twice_for_one_account_creates_one_customer
     assert set(fake.customers) == {first, other}
 
 
-@pytest.mark.asyncio
 async def test_stripe_create_customer_retried_after_a_500_keeps_the_idempotency_key(
     fake: StripeFake, make_gateway: GatewayFactory
 ) -> None:
@@ -263,7 +247,6 @@ async def test_stripe_create_customer_retried_after_a_500_keeps_the_idempotency_
     assert list(fake.customers) == [customer_id]
 
 
-@pytest.mark.asyncio
 async def test_stripe_create_customer_after_a_timeout_finds_the_customer_it_created(
     fake: StripeFake, make_gateway: GatewayFactory
 ) -> None:
@@ -284,7 +267,6 @@ async def test_stripe_create_customer_after_a_timeout_finds_the_customer_it_crea
     assert len(fake.customers) == 1
 
 
-@pytest.mark.asyncio
 async def test_stripe_create_customer_with_changed_details_is_an_idempotency_error(
     gateway: StripeGateway,
 ) -> None:
@@ -297,7 +279,6 @@ async def test_stripe_create_customer_with_changed_details_is_an_idempotency_err
     assert caught.value.code == "idempotency_error"
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("token", "brand", "last4"),
     [
@@ -323,7 +304,6 @@ async def test_stripe_attach_returns_the_verified_card(
     assert request.params == {"customer": customer_id}
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize(
     ("token", "code"),
     [
@@ -346,7 +326,6 @@ async def test_stripe_attach_declined(
     assert fake.payment_methods == {}
 
 
-@pytest.mark.asyncio
 async def test_stripe_attach_to_an_unknown_customer_is_not_a_decline(
     gateway: StripeGateway,
 ) -> None:
@@ -357,7 +336,6 @@ async def test_stripe_attach_to_an_unknown_customer_is_not_a_decline(
     assert caught.value.code == "resource_missing"
 
 
-@pytest.mark.asyncio
 async def test_stripe_attach_needs_a_customer(fake: StripeFake, gateway: StripeGateway) -> None:
     with pytest.raises(ValueError, match="customer"):
         await gateway.attach_payment_method(token="pm_card_visa", customer_id=None)
@@ -365,7 +343,6 @@ async def test_stripe_attach_needs_a_customer(fake: StripeFake, gateway: StripeG
     assert fake.requests == []
 
 
-@pytest.mark.asyncio
 async def test_stripe_bad_api_key_is_a_gateway_error(
     fake: StripeFake, make_gateway: GatewayFactory
 ) -> None:
@@ -381,7 +358,6 @@ async def test_stripe_bad_api_key_is_a_gateway_error(
     assert fake.customers == {}
 
 
-@pytest.mark.asyncio
 @pytest.mark.parametrize("status", [500, 502, 503, 429])
 async def test_stripe_server_errors_are_unavailable(
     fake: StripeFake, gateway: StripeGateway, status: int
@@ -394,7 +370,6 @@ async def test_stripe_server_errors_are_unavailable(
     assert fake.customers == {}
 
 
-@pytest.mark.asyncio
 async def test_stripe_persistent_500s_exhaust_the_retries(
     fake: StripeFake, make_gateway: GatewayFactory
 ) -> None:
@@ -410,7 +385,6 @@ async def test_stripe_persistent_500s_exhaust_the_retries(
     assert len({r.idempotency_key for r in attempts}) == 1  # the SDK's key, reused
 
 
-@pytest.mark.asyncio
 async def test_stripe_timeout_is_unavailable(
     fake: StripeFake, make_gateway: GatewayFactory
 ) -> None:
@@ -426,7 +400,6 @@ async def test_stripe_timeout_is_unavailable(
     assert caught.value.code == "api_connection_error"
 
 
-@pytest.mark.asyncio
 async def test_stripe_unreachable_is_unavailable(make_gateway: GatewayFactory) -> None:
     with StripeFake() as stopped:
         dead_url = stopped.url

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 import httpx
 import pytest
@@ -94,12 +94,6 @@ async def test_concurrent_first_attachments_leave_exactly_one_default(
     assert [r.status_code for r in results] == [201] * 6
     listed = (await client.get(url(account))).json()["data"]
     assert sum(m["is_default"] for m in listed) == 1
-
-
-@pytest.fixture
-def stripe_fake() -> Iterator[StripeFake]:
-    with StripeFake() as fake:
-        yield fake
 
 
 async def test_stripe_gateway_creates_one_customer_and_stores_masked_cards(

@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -22,12 +22,6 @@ from tests.factories.billing import account_on_clock, create_test_clock, simple_
 from tests.stripe_server import StripeFake
 
 SECRET = "whsec_test_secret"
-
-
-@pytest.fixture
-def fake() -> Iterator[StripeFake]:
-    with StripeFake() as server:
-        yield server
 
 
 @pytest.fixture

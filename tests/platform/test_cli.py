@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from tests import database
+from tests.conftest import free_port
 
 BILLING = str(Path(sys.executable).with_name("billing"))
 KEY_PATTERN = re.compile(r"bk_[A-Za-z0-9_\-]{20,}")
@@ -32,13 +32,6 @@ def env(**values: str) -> dict[str, str]:
     base.update({"LOG_FORMAT": "json", "WORKER_TICK_SECONDS": "0.5"})
     base.update(values)
     return base
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def ready(base: str) -> bool:

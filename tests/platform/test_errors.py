@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from tests.conftest import AppFactory, Sql, http_client, log_lines, new_api_key
+from tests.conftest import AppFactory, http_client, log_lines, new_api_key
 
 PROBLEM = "application/problem+json"
 
@@ -60,7 +59,7 @@ async def test_malformed_json_is_400(client: httpx.AsyncClient) -> None:
     assert_problem(response, 400, "malformed_request")
 
 
-async def test_oversized_body_is_413_and_nothing_is_written(make_app: AppFactory, sql: Sql) -> None:
+async def test_oversized_body_is_413_and_nothing_is_written(make_app: AppFactory) -> None:
     app = make_app(max_request_bytes=2048)
     secret = await new_api_key(app)
     async with http_client(app, secret) as c:
@@ -111,7 +110,7 @@ async def test_path_parameter_of_the_wrong_type_is_422(client: httpx.AsyncClient
     assert body["param"] == "key_id"
 
 
-async def test_openapi_documents_the_api(app: FastAPI, client: httpx.AsyncClient) -> None:
+async def test_openapi_documents_the_api(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     assert "/v1/api-keys" in spec["paths"]
     docs = await client.get("/docs")

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from fastapi import FastAPI
 
 from tests.conftest import AppFactory, http_client, new_api_key
 from tests.factories.billing import account_on_clock, create_test_clock, invoices_of, simple_plan
 from tests.factories.billing import subscribe as subscribe_to
 from tests.stripe_server import StripeFake
-
-
-@pytest.fixture
-def fake() -> Iterator[StripeFake]:
-    with StripeFake() as server:
-        yield server
 
 
 def stripe_app(make_app: AppFactory, fake: StripeFake) -> FastAPI:

@@ -15,16 +15,13 @@ from billing.usage.aggregate import roll_up
 from billing.worker.runner import Worker
 from tests.conftest import Sql
 from tests.factories.billing import (
-    account_on_clock,
     advance,
-    create_test_clock,
     invoices_of,
-    subscribe,
 )
 from tests.factories.usage import (
     accept_all,
     event,
-    metered_plan,
+    metered_subscription,
     per_unit,
     send_batch,
     usage_of,
@@ -40,19 +37,10 @@ EVERY_KIND = [
 ]
 
 
-async def _subscription(
-    client: httpx.AsyncClient, metered: list[dict[str, Any]], now: str, **account: Any
-) -> tuple[str, dict[str, Any]]:
-    clock = await create_test_clock(client, now)
-    await metered_plan(client, metered)
-    owner = await account_on_clock(client, clock["id"], **account)
-    return clock["id"], await subscribe(client, owner["id"], trial_days=0)
-
-
 async def test_every_aggregation_type_from_the_log_and_from_rollups(
     client: httpx.AsyncClient, worker: Worker, sql: Sql
 ) -> None:
-    _, sub = await _subscription(client, EVERY_KIND, "2026-03-10T12:00:00Z")
+    _, sub = await metered_subscription(client, EVERY_KIND, "2026-03-10T12:00:00Z")
     s = sub["id"]
     at = "2026-03-10T{}:00Z".format
     await accept_all(
@@ -124,7 +112,7 @@ async def test_every_aggregation_type_from_the_log_and_from_rollups(
 async def test_period_boundary_in_new_york_across_dst(client: httpx.AsyncClient) -> None:
     # Subscribed on 2025-03-01 (EST, UTC-5); the period ends at local midnight of
     # 2025-04-01, which is EDT (UTC-4): 2025-04-01T04:00:00Z.
-    clock_id, sub = await _subscription(
+    clock_id, sub = await metered_subscription(
         client,
         [per_unit("api_calls")],
         "2025-03-01T17:00:00Z",
@@ -178,7 +166,7 @@ async def test_rollups_keep_boundaries_that_are_not_on_the_hour(
     last_minute: str,
     first_minute: str,
 ) -> None:
-    clock_id, sub = await _subscription(
+    clock_id, sub = await metered_subscription(
         client, [per_unit("api_calls")], "2026-03-10T12:00:00Z", timezone=timezone
     )
     assert sub["current_period_end"] == "2026-04-10"
@@ -199,7 +187,7 @@ async def test_rollups_keep_boundaries_that_are_not_on_the_hour(
 async def test_rollup_during_concurrent_ingestion_loses_and_doubles_nothing(
     client: httpx.AsyncClient, runtime: Runtime, sql: Sql
 ) -> None:
-    _, sub = await _subscription(client, [per_unit("api_calls")], "2026-03-10T12:00:00Z")
+    _, sub = await metered_subscription(client, [per_unit("api_calls")], "2026-03-10T12:00:00Z")
     batches = [
         [event(sub["id"], quantity=b + 1, timestamp="2026-03-10T11:00:00Z") for _ in range(300)]
         for b in range(20)
@@ -229,7 +217,7 @@ async def test_rollup_during_concurrent_ingestion_loses_and_doubles_nothing(
 
 
 async def test_custom_and_previous_periods(client: httpx.AsyncClient) -> None:
-    _, sub = await _subscription(client, [per_unit("api_calls")], "2026-03-10T12:00:00Z")
+    _, sub = await metered_subscription(client, [per_unit("api_calls")], "2026-03-10T12:00:00Z")
     await accept_all(
         client,
         [

@@ -28,7 +28,7 @@ from tests.factories.usage import (
     accept_all,
     event,
     graduated,
-    metered_plan,
+    metered_subscription,
     per_unit,
     send_batch,
     usage_of,
@@ -37,14 +37,6 @@ from tests.factories.usage import (
 
 START = "2026-03-10T12:00:00Z"  # period 2026-03-10 to 2026-04-10 (UTC account)
 PERIOD_END = "2026-04-09T23:58:00Z"  # the clock is moved here before the period's events
-
-
-async def _setup(client: httpx.AsyncClient, metered: list[dict[str, Any]], **plan: Any) -> Any:
-    clock = await create_test_clock(client, START)
-    await metered_plan(client, metered, **plan)
-    account = await account_on_clock(client, clock["id"])
-    sub = await subscribe(client, account["id"], trial_days=plan.get("trial_days", 0))
-    return clock["id"], sub
 
 
 def lines(invoice: dict[str, Any]) -> list[tuple[str, str, str, int]]:
@@ -68,7 +60,7 @@ def tiers(line: dict[str, Any]) -> list[tuple[Any, ...]]:
 
 
 async def test_usage_charge_calculation_with_tiers(client: httpx.AsyncClient) -> None:
-    clock_id, sub = await _setup(client, [graduated()])
+    clock_id, sub = await metered_subscription(client, [graduated()], START)
     await advance(client, clock_id, PERIOD_END)
     await accept_all(
         client,
@@ -124,7 +116,7 @@ async def test_graduated_and_volume_metrics_on_one_invoice(client: httpx.AsyncCl
             {"up_to": None, "unit_amount_decimal": "5", "flat_amount": 1000},
         ],
     }
-    clock_id, sub = await _setup(client, [graduated(), storage])
+    clock_id, sub = await metered_subscription(client, [graduated(), storage], START)
     await advance(client, clock_id, PERIOD_END)
     await accept_all(
         client,
@@ -160,7 +152,7 @@ async def test_graduated_and_volume_metrics_on_one_invoice(client: httpx.AsyncCl
 
 
 async def test_late_usage_generates_supplemental_invoice(client: httpx.AsyncClient) -> None:
-    clock_id, sub = await _setup(client, [graduated()])
+    clock_id, sub = await metered_subscription(client, [graduated()], START)
     await advance(client, clock_id, PERIOD_END)
     await accept_all(client, [event(sub["id"], quantity=10_000, timestamp="2026-04-01T00:00:00Z")])
     await advance(client, clock_id, "2026-04-10T06:00:00Z")
@@ -218,7 +210,7 @@ async def test_late_usage_generates_supplemental_invoice(client: httpx.AsyncClie
 async def test_late_usage_that_lowers_the_charge_becomes_credit(
     client: httpx.AsyncClient,
 ) -> None:
-    clock_id, sub = await _setup(client, [per_unit("seats_in_use", "latest")])
+    clock_id, sub = await metered_subscription(client, [per_unit("seats_in_use", "latest")], START)
     await advance(client, clock_id, PERIOD_END)
     await accept_all(
         client, [event(sub["id"], "seats_in_use", 50, timestamp="2026-04-09T10:00:00Z")]
@@ -258,7 +250,7 @@ async def test_a_plan_without_metered_prices_bills_as_before(
 async def test_cancel_at_period_end_bills_the_last_periods_usage(
     client: httpx.AsyncClient,
 ) -> None:
-    clock_id, sub = await _setup(client, [per_unit("api_calls")])
+    clock_id, sub = await metered_subscription(client, [per_unit("api_calls")], START)
     idle_account = await account_on_clock(client, clock_id, email="idle@example.com")
     idle = await subscribe(client, idle_account["id"], trial_days=0)
     await advance(client, clock_id, PERIOD_END)
@@ -282,7 +274,9 @@ async def test_cancel_at_period_end_bills_the_last_periods_usage(
 
 
 async def test_usage_in_a_trial_is_recorded_but_not_billed(client: httpx.AsyncClient) -> None:
-    clock_id, sub = await _setup(client, [per_unit("api_calls")], trial_days=14)
+    clock_id, sub = await metered_subscription(
+        client, [per_unit("api_calls")], START, plan={"trial_days": 14}, trial_days=14
+    )
     assert sub["status"] == "trialing"  # trial 2026-03-10 to 2026-03-24
     await accept_all(client, [event(sub["id"], quantity=70, timestamp="2026-03-10T11:00:00Z")])
     summary = await usage_of(client, sub["id"])
@@ -315,7 +309,7 @@ async def test_events_written_while_the_renewal_runs_are_billed_after_it(
     """An ingestion that read the subscription before the renewal committed may write into
     the period the renewal just billed. The check after the renewal waits for it (the
     ingestion barrier) and bills what it wrote."""
-    clock_id, sub = await _setup(client, [per_unit("api_calls")])
+    clock_id, sub = await metered_subscription(client, [per_unit("api_calls")], START)
     await advance(client, clock_id, PERIOD_END)
     await accept_all(client, [event(sub["id"], quantity=100, timestamp="2026-04-09T12:00:00Z")])
 

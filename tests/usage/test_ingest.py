@@ -17,11 +17,12 @@ from billing.db.engine import raw_connect
 from billing.usage.aggregate import INGEST_LOCK
 from tests.conftest import Sql, http_client, new_api_key, runtime_of
 from tests.factories.accounts import create_account
-from tests.factories.billing import account_on_clock, create_test_clock, subscribe
+from tests.factories.billing import subscribe
 from tests.factories.usage import (
     event,
     graduated,
     metered_plan,
+    metered_subscription,
     per_unit,
     send_batch,
     usage_of,
@@ -31,15 +32,8 @@ from tests.factories.usage import (
 NOW = "2026-03-10T12:00:00Z"
 
 
-async def _subscription(client: httpx.AsyncClient, **plan: Any) -> dict[str, Any]:
-    clock = await create_test_clock(client, NOW)
-    await metered_plan(client, plan.pop("metered", [graduated()]), **plan)
-    account = await account_on_clock(client, clock["id"])
-    return await subscribe(client, account["id"], trial_days=0)
-
-
 async def test_submit_usage_event_with_idempotency(client: httpx.AsyncClient) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     body = event(sub["id"], quantity=120, idempotency_key="req-1", timestamp="2026-03-10T11:00:00Z")
 
     first = await client.post("/v1/usage", json=body)
@@ -72,7 +66,7 @@ async def test_submit_usage_event_with_idempotency(client: httpx.AsyncClient) ->
 async def test_event_without_timestamp_gets_the_accounts_clock_time(
     client: httpx.AsyncClient,
 ) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     body = event(sub["id"], quantity=3, idempotency_key="no-time")
     first = await client.post("/v1/usage", json=body)
     assert first.status_code == 201, first.text
@@ -82,7 +76,7 @@ async def test_event_without_timestamp_gets_the_accounts_clock_time(
 
 
 async def test_duplicate_usage_events_ignored(client: httpx.AsyncClient, sql: Sql) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     events = [
         event(sub["id"], quantity=100, idempotency_key="a", timestamp="2026-03-10T10:00:00Z"),
         event(sub["id"], quantity=250, idempotency_key="b", timestamp="2026-03-10T10:05:00Z"),
@@ -103,7 +97,7 @@ async def test_same_key_sent_1000_times_concurrently_is_counted_once(
 ) -> None:
     app: FastAPI = make_app(db_pool_size=30, db_max_overflow=0)
     async with http_client(app, await new_api_key(app)) as client:
-        sub = await _subscription(client)
+        _, sub = await metered_subscription(client, [graduated()], NOW)
         body = event(sub["id"], quantity=7, idempotency_key="hot", timestamp=NOW)
         responses = await asyncio.gather(
             *(client.post("/v1/usage", json=body) for _ in range(1000))
@@ -119,7 +113,7 @@ async def test_a_key_being_inserted_elsewhere_waits_and_is_judged_against_it(
 ) -> None:
     """A batch meeting a key another transaction is inserting waits for it, writes nothing
     twice, and compares with what was stored: the same payload is a duplicate."""
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     other = await raw_connect(database_url)
     try:
         held = other.transaction()
@@ -163,7 +157,7 @@ async def test_a_batch_waits_while_the_rollup_barrier_holds_the_ingestion_lock(
 ) -> None:
     """Ingestion takes the ingestion lock (shared) before it reads anything: while the rollup's
     barrier holds it exclusively, a batch neither reads nor writes."""
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     barrier = await raw_connect(database_url)
     try:
         held = barrier.transaction()
@@ -181,13 +175,14 @@ async def test_a_batch_waits_while_the_rollup_barrier_holds_the_ingestion_lock(
 
 
 async def test_mixed_batch_reports_each_event(client: httpx.AsyncClient) -> None:
-    sub = await _subscription(
+    _, sub = await metered_subscription(
         client,
-        metered=[
+        [
             graduated(),
             per_unit("emails", "count"),
             per_unit("seats", "unique_count", property="user"),
         ],
+        NOW,
     )
     await metered_plan(client, [per_unit("gpu_hours")], code="gpu")
     stored = event(sub["id"], quantity=5, idempotency_key="stored", timestamp=NOW)
@@ -241,7 +236,7 @@ async def test_mixed_batch_reports_each_event(client: httpx.AsyncClient) -> None
 
 
 async def test_inactive_subscriptions_take_no_usage(client: httpx.AsyncClient, sql: Sql) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     account_id = sub["account_id"]
     later = await subscribe(client, account_id, start_date="2026-04-01", trial_days=0)
     paused = await subscribe(client, account_id, trial_days=0)
@@ -270,7 +265,7 @@ async def test_inactive_subscriptions_take_no_usage(client: httpx.AsyncClient, s
 async def test_usage_after_a_scheduled_cancellation_is_refused(
     client: httpx.AsyncClient,
 ) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     assert (await client.delete(f"/v1/subscriptions/{sub['id']}")).status_code == 200
     # The period ends 2026-04-10 (UTC account): usage is taken until then, not after.
     clock_id = (await client.get(f"/v1/accounts/{sub['account_id']}")).json()["test_clock_id"]
@@ -291,7 +286,7 @@ async def test_usage_after_a_scheduled_cancellation_is_refused(
 
 
 async def test_a_batch_of_10000_events(client: httpx.AsyncClient, sql: Sql) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     events = [event(sub["id"], quantity=i % 7, timestamp=NOW) for i in range(10_000)]
     answer = await send_batch(client, events)
     assert (answer["accepted"], answer["duplicates"], answer["rejected"]) == (10_000, 0, 0)
@@ -304,7 +299,7 @@ async def test_a_batch_of_10000_events(client: httpx.AsyncClient, sql: Sql) -> N
 async def test_a_batch_of_10001_events_is_refused_whole(
     client: httpx.AsyncClient, sql: Sql
 ) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     events = [event(sub["id"], timestamp=NOW) for _ in range(10_001)]
     response = await client.post("/v1/usage/batch", json={"events": events})
     assert response.status_code == 422
@@ -334,7 +329,7 @@ async def test_bad_batch_envelopes(
 
 
 async def test_single_event_rejections_are_problems(client: httpx.AsyncClient) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     missing = await client.post("/v1/usage", json=event(str(uuid.uuid4())))
     assert (missing.status_code, missing.json()["reason"]) == (404, "subscription_not_found")
     typo = await client.post("/v1/usage", json=event(sub["id"], metric="nope"))
@@ -352,7 +347,7 @@ async def test_single_event_rejections_are_problems(client: httpx.AsyncClient) -
 
 
 async def test_usage_permissions(app: FastAPI, client: httpx.AsyncClient) -> None:
-    sub = await _subscription(client)
+    _, sub = await metered_subscription(client, [graduated()], NOW)
     async with http_client(app, await new_api_key(app, Role.FINANCE_VIEWER)) as viewer:
         denied = await viewer.post("/v1/usage", json=event(sub["id"]))
         assert (denied.status_code, denied.json()["required_permission"]) == (403, "usage:write")
@@ -363,8 +358,8 @@ async def test_usage_permissions(app: FastAPI, client: httpx.AsyncClient) -> Non
 
 
 async def test_keys_and_properties_are_stored_exactly(client: httpx.AsyncClient, sql: Sql) -> None:
-    sub = await _subscription(
-        client, metered=[graduated(), per_unit("seats", "unique_count", property="user")]
+    _, sub = await metered_subscription(
+        client, [graduated(), per_unit("seats", "unique_count", property="user")], NOW
     )
     keys = ['a"b', "c\\d", "{x,y}", " spaced ", "NULL", "ключ-🔑", "'quoted'"]
     events = [event(sub["id"], idempotency_key=k, timestamp=NOW) for k in keys]

@@ -145,7 +145,7 @@ def price(component: MeteredComponent, found: Totals) -> Priced:
     return Priced(quantity, found.events, amount, tiers)
 
 
-def _metric_windows(
+def metric_windows(
     subscription_id: uuid.UUID, components: Components, start_at: datetime, end_at: datetime
 ) -> list[MetricWindow]:
     check_aligned(start_at, end_at)
@@ -198,12 +198,12 @@ async def usage_lines(
     """
     if not windows:
         return {}
-    metric_windows = [
+    wanted = [
         mw
         for w in windows
-        for mw in _metric_windows(w.subscription_id, w.components, w.start_at, w.end_at)
+        for mw in metric_windows(w.subscription_id, w.components, w.start_at, w.end_at)
     ]
-    found = iter(await totals(session, metric_windows))
+    found = iter(await totals(session, wanted))
     lines: dict[uuid.UUID, list[DraftLine]] = {}
     billed_periods: list[dict[str, Any]] = []
     for window in windows:
@@ -339,12 +339,12 @@ async def bill_late_usage(
         )
     }
     components = {r.id: metered_components(plans[r.plan_id], r.currency) for r in claimed}
-    metric_windows = [
+    wanted = [
         mw
         for r in claimed
-        for mw in _metric_windows(r.subscription_id, components[r.id], r.start_at, r.end_at)
+        for mw in metric_windows(r.subscription_id, components[r.id], r.start_at, r.end_at)
     ]
-    found = iter(await totals(session, metric_windows))
+    found = iter(await totals(session, wanted))
 
     drafts: list[DraftInvoice] = []
     updates: list[dict[str, Any]] = []

@@ -11,17 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
-from billing.catalog.models import Aggregation, Plan
+from billing.catalog.models import Plan
 from billing.clock import Clock
 from billing.core.periods import BillingPeriod, Interval, period_bounds_utc, period_for_index
 from billing.http.errors import DomainError, InvalidState, NotFound, ValidationFailed
 from billing.subscriptions.models import Subscription
-from billing.usage.aggregate import MetricWindow, totals
-from billing.usage.billing import price, tier_details
+from billing.usage.aggregate import totals
+from billing.usage.billing import metric_windows, price, tier_details
 from billing.usage.components import metered_components
 from billing.usage.ingest import record_events
 from billing.usage.models import UsageBilledPeriod, UsageEvent
-from billing.usage.rules import PeriodError, check_aligned, parse_period
+from billing.usage.rules import PeriodError, parse_period
 from billing.usage.schemas import (
     EventIn,
     EventStatus,
@@ -141,23 +141,11 @@ async def usage_summary(
     )
     billable = not (trial and trial.start <= chosen.start and chosen.end <= trial.end)
     start_at, end_at = period_bounds_utc(chosen, account.timezone)
+    components = metered_components(plan, sub.currency)
     try:
-        check_aligned(start_at, end_at)
+        windows = metric_windows(sub.id, components, start_at, end_at)
     except PeriodError as exc:
         raise ValidationFailed(str(exc), param="period") from exc
-
-    components = metered_components(plan, sub.currency)
-    windows = [
-        MetricWindow(
-            sub.id,
-            c.metric,
-            start_at,
-            end_at,
-            distinct=c.aggregation is Aggregation.UNIQUE_COUNT,
-            latest=c.aggregation is Aggregation.LATEST,
-        )
-        for c in components.values()
-    ]
     found = await totals(session, windows)
     metrics = []
     for component, metric_totals in zip(components.values(), found, strict=True):

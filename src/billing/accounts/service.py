@@ -21,7 +21,7 @@ from billing.http.errors import Conflict, NotFound, ValidationFailed
 from billing.http.pagination import PageParams, paginate
 from billing.invoicing.models import Invoice
 from billing.payments.gateways import PaymentGateway
-from billing.payments.methods import new_payment_method, verify_with_gateway
+from billing.payments.methods import default_method_of, new_payment_method, verify_with_gateway
 from billing.payments.models import PaymentMethod
 from billing.payments.schemas import PaymentMethodRead
 from billing.subscriptions.models import Subscription
@@ -232,14 +232,7 @@ async def update_account(
     now = clock.now()
     account.updated_at = now
     await session.flush()
-    default = await session.scalar(
-        select(PaymentMethod).where(
-            PaymentMethod.account_id == account_id,
-            PaymentMethod.is_default,
-            PaymentMethod.detached_at.is_(None),
-        )
-    )
-    read = account_read(account, default)
+    read = account_read(account, await default_method_of(session, account_id))
     _record(session, "account.updated", read, now)
     await session.commit()
     return read

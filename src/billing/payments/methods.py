@@ -115,7 +115,7 @@ async def attach(
     account = await lock_account(session, account_id)  # serializes "first is default"
     if account.gateway_customer_id is None:
         account.gateway_customer_id = customer_id
-    current_default = await _default_of(session, account_id)
+    current_default = await default_method_of(session, account_id)
     make_default = set_default or current_default is None
     if make_default and current_default is not None:
         current_default.is_default = False
@@ -134,7 +134,8 @@ def _record(session: AsyncSession, type: str, method: PaymentMethod, at: datetim
     record_event(session, type=type, account_id=method.account_id, data=data, at=at)
 
 
-async def _default_of(session: AsyncSession, account_id: uuid.UUID) -> PaymentMethod | None:
+async def default_method_of(session: AsyncSession, account_id: uuid.UUID) -> PaymentMethod | None:
+    """The account's default payment method (attached), if any."""
     return await session.scalar(
         select(PaymentMethod).where(
             PaymentMethod.account_id == account_id,

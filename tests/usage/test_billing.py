@@ -320,18 +320,22 @@ async def test_events_written_while_the_renewal_runs_are_billed_after_it(
         assert raw is not None
         in_flight = raw.transaction()
         await in_flight.start()
-        await raw.execute("SELECT pg_advisory_xact_lock_shared($1)", INGEST_LOCK)
-        await raw.execute(
-            "INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at, "
-            "idempotency_key, received_at) VALUES ($1, 'api_calls', 7, $2, 'racing', $2)",
-            uuid.UUID(sub["id"]),
-            datetime(2026, 4, 9, 23, 59, tzinfo=UTC),
-        )
-        renewal = asyncio.create_task(advance(client, clock_id, "2026-04-10T00:30:00Z"))
-        await asyncio.sleep(1)  # the renewal is billed and waits at the barrier
-        assert not renewal.done()
-        await in_flight.commit()
-        await renewal
+        try:
+            await raw.execute("SELECT pg_advisory_xact_lock_shared($1)", INGEST_LOCK)
+            await raw.execute(
+                "INSERT INTO usage_events (subscription_id, metric, quantity, occurred_at, "
+                "idempotency_key, received_at) VALUES ($1, 'api_calls', 7, $2, 'racing', $2)",
+                uuid.UUID(sub["id"]),
+                datetime(2026, 4, 9, 23, 59, tzinfo=UTC),
+            )
+            renewal = asyncio.create_task(advance(client, clock_id, "2026-04-10T00:30:00Z"))
+            await asyncio.sleep(1)  # the renewal is billed and waits at the barrier
+            assert not renewal.done()
+            await in_flight.commit()
+            await renewal
+        finally:  # a failure must not leave the lock and the row behind (cleanup would wait)
+            if raw.is_in_transaction():
+                await in_flight.rollback()
 
     # Both invoices are dated at the renewal's instant; tell them apart by their reason.
     by_reason = {i["billing_reason"]: i for i in await invoices_of(client, sub["id"])}

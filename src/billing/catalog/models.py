@@ -7,7 +7,7 @@ the API on the way in); `Plan.price_for` turns it into `PlanPrice` for the billi
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -22,7 +22,15 @@ from billing.core.periods import Interval
 from billing.core.pricing import MeteredPrice, PricingModel, Tier
 from billing.db.base import Base
 
-__all__ = ["Aggregation", "MeteredComponent", "Plan", "PlanPrice", "plan_price_from_document"]
+__all__ = [
+    "Aggregation",
+    "MeteredComponent",
+    "Plan",
+    "PlanPrice",
+    "metered_price_from_document",
+    "plan_price_from_document",
+    "plan_price_in",
+]
 
 
 class Aggregation(StrEnum):
@@ -58,36 +66,49 @@ def _decimal(value: Any) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def metered_price_from_document(component: Mapping[str, Any]) -> MeteredPrice:
+    """Build a `MeteredPrice` from one metered component's pricing fields (stored JSON, or
+    the validated request's `model_dump()`)."""
+    tiers = tuple(
+        Tier(
+            up_to=_decimal(tier["up_to"]),
+            unit_amount_decimal=Decimal(str(tier["unit_amount_decimal"])),
+            flat_amount=int(tier["flat_amount"]),
+        )
+        for tier in component.get("tiers") or ()
+    )
+    package_amount = component.get("package_amount")
+    return MeteredPrice(
+        model=PricingModel(component["model"]),
+        unit_amount_decimal=_decimal(component.get("unit_amount_decimal")),
+        tiers=tiers,
+        package_size=_decimal(component.get("package_size")),
+        package_amount=None if package_amount is None else int(package_amount),
+        free_units=_decimal(component.get("free_units")) or Decimal(0),
+    )
+
+
 def plan_price_from_document(document: Mapping[str, Any]) -> PlanPrice:
     """Build a `PlanPrice` from one stored price (the JSON the API validated and wrote)."""
     metered: dict[str, MeteredComponent] = {}
     for component in document.get("metered") or ():
-        tiers = tuple(
-            Tier(
-                up_to=_decimal(tier["up_to"]),
-                unit_amount_decimal=Decimal(str(tier["unit_amount_decimal"])),
-                flat_amount=int(tier["flat_amount"]),
-            )
-            for tier in component.get("tiers") or ()
-        )
-        package_amount = component.get("package_amount")
-        price = MeteredPrice(
-            model=PricingModel(component["model"]),
-            unit_amount_decimal=_decimal(component.get("unit_amount_decimal")),
-            tiers=tiers,
-            package_size=_decimal(component.get("package_size")),
-            package_amount=None if package_amount is None else int(package_amount),
-            free_units=_decimal(component.get("free_units")) or Decimal(0),
-        )
         metered[component["metric"]] = MeteredComponent(
             metric=component["metric"],
             aggregation=Aggregation(component["aggregation"]),
             property=component.get("property"),
-            price=price,
+            price=metered_price_from_document(component),
         )
     return PlanPrice(
         currency=document["currency"], unit_amount=int(document["unit_amount"]), metered=metered
     )
+
+
+def plan_price_in(prices: Iterable[Mapping[str, Any]], currency: str) -> PlanPrice | None:
+    """The price in exactly `currency` among stored price documents, or None if none is."""
+    for document in prices:
+        if document["currency"] == currency:
+            return plan_price_from_document(document)
+    return None
 
 
 class Plan(Base):
@@ -131,8 +152,4 @@ class Plan(Base):
 
     def price_for(self, currency: str) -> PlanPrice | None:
         """This version's price in `currency` (ISO 4217, any case), or None if it has none."""
-        wanted = currency.upper()
-        for document in self.prices:
-            if document["currency"] == wanted:
-                return plan_price_from_document(document)
-        return None
+        return plan_price_in(self.prices, currency.upper())

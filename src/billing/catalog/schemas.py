@@ -26,9 +26,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from billing.catalog.models import Aggregation
+from billing.catalog.models import Aggregation, metered_price_from_document
 from billing.core.periods import Interval
-from billing.core.pricing import MeteredPrice, PricingModel, Tier, price_errors
+from billing.core.pricing import MeteredPrice, PricingModel, price_errors
 from billing.http.types import Currency, Metadata, plain_decimal
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9_\-.]*$"
@@ -132,16 +132,7 @@ class MeteredComponentIn(BaseModel):
 
     def to_metered_price(self) -> MeteredPrice:
         """The pure pricing object, so `core.pricing` can judge (and later price) it."""
-        return MeteredPrice(
-            model=self.model,
-            unit_amount_decimal=self.unit_amount_decimal,
-            tiers=tuple(
-                Tier(t.up_to, t.unit_amount_decimal, t.flat_amount) for t in self.tiers or ()
-            ),
-            package_size=self.package_size,
-            package_amount=self.package_amount,
-            free_units=self.free_units,
-        )
+        return metered_price_from_document(self.model_dump())
 
 
 class PriceIn(BaseModel):

@@ -12,6 +12,7 @@ from datetime import datetime
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from billing.accounts.models import Account
 from billing.clock import Clock, FrozenClock
 from billing.clock.models import TestClock
 from billing.http.errors import NotFound, ValidationFailed
@@ -30,6 +31,27 @@ async def clock_for_account(
     if frozen is None:
         raise NotFound(f"No test clock {test_clock_id}.", param="test_clock_id")
     return FrozenClock(frozen)
+
+
+async def account_now(
+    session: AsyncSession, account_id: uuid.UUID, clock: Clock, *, lock_account: bool = False
+) -> datetime:
+    """The current time by an account's clock: its test clock's frozen time, or `clock`'s now
+    (also for an unknown account). `lock_account` also row-locks the account (only it) in the
+    same statement; callers holding other locks take them first (e.g. invoice, then account)."""
+    stmt = (
+        select(Account.test_clock_id, TestClock.frozen_time)
+        .outerjoin(TestClock, TestClock.id == Account.test_clock_id)
+        .where(Account.id == account_id)
+    )
+    if lock_account:
+        stmt = stmt.with_for_update(of=Account)
+    row = (await session.execute(stmt)).first()
+    if row is None or row.test_clock_id is None:
+        return clock.now()
+    if row.frozen_time is None:
+        raise NotFound(f"No test clock {row.test_clock_id}.", param="test_clock_id")
+    return FrozenClock(row.frozen_time).now()
 
 
 async def create_clock(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.accounts.models import Account
 from billing.clock import Clock
-from billing.clock.service import clock_for_account
+from billing.clock.service import account_now
 from billing.credits.service import give_back
 from billing.events.outbox import record_event
 from billing.http.errors import InvalidState, NotFound
@@ -119,25 +119,13 @@ async def list_invoices(
     return [invoice_read(i, lines[i.id], locales[i.account_id]) for i in invoices], has_more
 
 
-async def _locked(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
+async def lock_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
     invoice = await session.scalar(
         select(Invoice).where(Invoice.id == invoice_id).with_for_update()
     )
     if invoice is None:
         raise NotFound(f"No invoice {invoice_id}.", param="id")
     return invoice
-
-
-async def _now(
-    session: AsyncSession, invoice: Invoice, clock: Clock, *, lock_account: bool = False
-) -> datetime:
-    """The current time by the invoice's account's clock. `lock_account` also row-locks the
-    account in the same statement (lock the invoice first: invoice, then account)."""
-    stmt = select(Account.test_clock_id).where(Account.id == invoice.account_id)
-    if lock_account:
-        stmt = stmt.with_for_update()
-    test_clock_id = await session.scalar(stmt)
-    return (await clock_for_account(session, test_clock_id=test_clock_id, default=clock)).now()
 
 
 _OPEN = (InvoiceStatus.OPEN.value, InvoiceStatus.UNCOLLECTIBLE.value)
@@ -154,9 +142,10 @@ def _require_open(invoice: Invoice, action: str, *, allowed: tuple[str, ...] = _
 async def void_invoice(
     session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock
 ) -> InvoiceRead:
-    invoice = await _locked(session, invoice_id)
+    invoice = await lock_invoice(session, invoice_id)
     _require_open(invoice, "voided")
-    now = await _now(session, invoice, clock, lock_account=True)
+    # Lock order: the invoice (above), then its account.
+    now = await account_now(session, invoice.account_id, clock, lock_account=True)
     await give_back(session, invoice_id=invoice.id, at=now)
     invoice.status = InvoiceStatus.VOID.value
     invoice.voided_at = now
@@ -165,9 +154,9 @@ async def void_invoice(
 
 async def mark_paid(session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock) -> InvoiceRead:
     """Record an off-line payment of the whole remaining amount."""
-    invoice = await _locked(session, invoice_id)
+    invoice = await lock_invoice(session, invoice_id)
     _require_open(invoice, "marked paid")
-    now = await _now(session, invoice, clock)
+    now = await account_now(session, invoice.account_id, clock)
     invoice.status = InvoiceStatus.PAID.value
     invoice.amount_paid = invoice.amount_due
     invoice.amount_remaining = 0
@@ -200,9 +189,9 @@ async def record_payment(
 async def mark_uncollectible(
     session: AsyncSession, *, invoice_id: uuid.UUID, clock: Clock
 ) -> InvoiceRead:
-    invoice = await _locked(session, invoice_id)
+    invoice = await lock_invoice(session, invoice_id)
     _require_open(invoice, "marked uncollectible", allowed=(InvoiceStatus.OPEN.value,))
-    now = await _now(session, invoice, clock)
+    now = await account_now(session, invoice.account_id, clock)
     invoice.status = InvoiceStatus.UNCOLLECTIBLE.value
     invoice.marked_uncollectible_at = now
     return await _commit_with_event(session, invoice, "invoice.marked_uncollectible", now)

@@ -34,7 +34,7 @@ from billing.dunning import service as dunning
 from billing.events.outbox import record_event
 from billing.http.errors import Conflict, InvalidState, NotFound
 from billing.invoicing.models import Invoice
-from billing.invoicing.service import record_payment
+from billing.invoicing.service import lock_invoice, record_payment
 from billing.observability.metrics import PAYMENT_AMOUNT, PAYMENTS_ATTEMPTED
 from billing.payments.gateways import (
     ChargeResult,
@@ -76,15 +76,6 @@ def idempotency_key_for(payment_id: uuid.UUID) -> str:
 
 def payment_read(payment: Payment) -> PaymentRead:
     return PaymentRead.model_validate(payment)
-
-
-async def _lock_invoice(session: AsyncSession, invoice_id: uuid.UUID) -> Invoice:
-    invoice = await session.scalar(
-        select(Invoice).where(Invoice.id == invoice_id).with_for_update()
-    )
-    if invoice is None:
-        raise NotFound(f"No invoice {invoice_id}.", param="id")
-    return invoice
 
 
 async def _clear_retries(session: AsyncSession, invoice_id: uuid.UUID) -> None:
@@ -159,7 +150,7 @@ async def begin_manual(
     at: datetime,
 ) -> Attempt:
     """Step 1 for `POST /v1/invoices/{id}/pay`: the pending payment, committed."""
-    invoice = await _lock_invoice(session, invoice_id)
+    invoice = await lock_invoice(session, invoice_id)
     if invoice.status != "open" or invoice.amount_remaining <= 0:
         raise InvalidState(
             f"Only open invoices with an amount remaining can be paid; this one is "
@@ -251,7 +242,7 @@ async def record_outcome(
     invoice_id = await session.scalar(select(Payment.invoice_id).where(Payment.id == payment_id))
     if invoice_id is None:
         raise NotFound(f"No payment {payment_id}.", param="id")
-    invoice = await _lock_invoice(session, invoice_id)
+    invoice = await lock_invoice(session, invoice_id)
     payment = await session.get_one(Payment, payment_id, with_for_update=True)
     if payment.status not in IN_FLIGHT:
         await session.commit()

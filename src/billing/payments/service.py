@@ -8,9 +8,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from billing.accounts.models import Account
 from billing.clock import Clock
-from billing.clock.service import clock_for_account
+from billing.clock.service import account_now
 from billing.events.outbox import record_event
 from billing.http.errors import InvalidState, NotFound, ValidationFailed
 from billing.http.pagination import PageParams, paginate
@@ -28,13 +27,6 @@ def policy_of(settings: Settings) -> charges.Policy:
         retry_days=retry_days(settings.payment_retry_days),
         dunning_schedule=dunning_steps(settings.dunning_schedule),
     )
-
-
-async def _account_now(session: AsyncSession, account_id: uuid.UUID, clock: Clock) -> datetime:
-    test_clock_id = await session.scalar(
-        select(Account.test_clock_id).where(Account.id == account_id)
-    )
-    return (await clock_for_account(session, test_clock_id=test_clock_id, default=clock)).now()
 
 
 async def list_payments(
@@ -76,7 +68,7 @@ async def pay_invoice(
     account_id = await session.scalar(select(Invoice.account_id).where(Invoice.id == invoice_id))
     if account_id is None:
         raise NotFound(f"No invoice {invoice_id}.", param="id")
-    now = await _account_now(session, account_id, clock)
+    now = await account_now(session, account_id, clock)
     await session.rollback()
     attempt = await charges.begin_manual(
         session, invoice_id=invoice_id, payment_method_id=payment_method_id, at=now
@@ -116,7 +108,7 @@ async def refund_payment(
             f"The refund must be between 1 and {left}, what is left of this payment.",
             param="amount",
         )
-    now = await _account_now(session, payment.account_id, clock)
+    now = await account_now(session, payment.account_id, clock)
     refund_id = uuid.uuid4()
     refund = Refund(
         id=refund_id,

@@ -18,13 +18,14 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing.clock import Clock
+from billing.clock.service import account_now
 from billing.deps import ClockDep, RuntimeDep, SessionDep
 from billing.http.errors import DomainError
 from billing.payments import charges
 from billing.payments.gateways import ChargeResult
 from billing.payments.gateways.stripe import _decline
 from billing.payments.models import Payment, StripeWebhookEvent
-from billing.payments.service import _account_now, policy_of
+from billing.payments.service import policy_of
 from billing.settings import Settings
 
 router = APIRouter(tags=["webhooks"])
@@ -97,7 +98,7 @@ async def handle(
         intent = event["data"]["object"]
         payment = await _payment_for(session, intent)
         if payment is not None:
-            now = await _account_now(session, payment.account_id, clock)
+            now = await account_now(session, payment.account_id, clock)
             await charges.record_outcome(
                 session,
                 payment_id=payment.id,

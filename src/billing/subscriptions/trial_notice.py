@@ -13,7 +13,9 @@ from datetime import datetime
 from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
+from billing.accounts.models import Account
 from billing.catalog.models import Plan
 from billing.events.models import Event
 from billing.events.outbox import event_row
@@ -34,13 +36,6 @@ PENDING_NOTICE_SQL = (
     "SELECT 1 FROM events e WHERE e.dedup_key = " + _KEY_SQL + ")"
 )
 
-_DUE = f"""
-    SELECT s.id FROM subscriptions s JOIN accounts a ON a.id = s.account_id
-    WHERE {PENDING_NOTICE_SQL} AND {NOTICE_AT_SQL} <= :as_of AND {{clock_filter}}
-    ORDER BY s.trial_end, s.id
-    LIMIT :limit
-"""  # noqa: S608 (constants only)
-
 
 def dedup_key(sub: Subscription) -> str:
     return f"{EVENT_TYPE}:{sub.id}:{sub.trial_end}"
@@ -51,16 +46,18 @@ async def send_trial_notices(
 ) -> int:
     """Emit one batch of due notices, commit, and return how many subscriptions were due."""
     clock_filter = "a.test_clock_id IS NULL" if test_clock_id is None else "a.test_clock_id = :c"
-    ids = list(
-        await session.scalars(
-            text(_DUE.format(clock_filter=clock_filter)),
-            {"as_of": as_of, "limit": limit, "c": test_clock_id},
-        )
+    sub, account = aliased(Subscription, name="s"), aliased(Account, name="a")
+    due = (
+        select(sub)
+        .join(account, account.id == sub.account_id)
+        .where(text(PENDING_NOTICE_SQL), text(f"{NOTICE_AT_SQL} <= :as_of"), text(clock_filter))
+        .order_by(sub.trial_end, sub.id)
+        .limit(limit)
     )
-    if not ids:
+    subs = list(await session.scalars(due, {"as_of": as_of, "c": test_clock_id}))
+    if not subs:
         await session.rollback()
         return 0
-    subs = list(await session.scalars(select(Subscription).where(Subscription.id.in_(ids))))
     plans = {
         p.id: p
         for p in await session.scalars(select(Plan).where(Plan.id.in_({s.plan_id for s in subs})))
@@ -78,4 +75,4 @@ async def send_trial_notices(
     # Another worker may have sent some of them meanwhile: the key keeps one of each.
     await session.execute(insert(Event).values(rows).on_conflict_do_nothing())
     await session.commit()
-    return len(ids)
+    return len(subs)

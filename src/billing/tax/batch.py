@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from types import SimpleNamespace
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,7 +23,7 @@ async def load_profiles(
 ) -> dict[uuid.UUID, TaxProfile]:
     db = await driver_connection(session)
     rows = await db.fetch(_PROFILES, sorted(account_ids))
-    return {row["id"]: profile_of(SimpleNamespace(**dict(row.items()))) for row in rows}
+    return {row["id"]: profile_of(row) for row in rows}
 
 
 async def tax_drafts(

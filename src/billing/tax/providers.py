@@ -13,7 +13,7 @@ recomputed.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -239,14 +239,15 @@ def provider_of(session: AsyncSession) -> TaxProvider:
     return provider if provider is not None else BuiltinTaxProvider()
 
 
-def profile_of(row: Any) -> TaxProfile:
-    address = row.address or {}
+def profile_of(row: Mapping[str, Any]) -> TaxProfile:
+    """The tax profile of an account row (a mapping: an asyncpg Record, a dict)."""
+    address = row["address"] or {}
     return TaxProfile(
-        account_id=row.id,
+        account_id=row["id"],
         country=address.get("country"),
         region=address.get("region"),
-        tax_exempt=row.tax_exempt,
-        tax_ids=tuple((t["type"], t["value"]) for t in row.tax_ids or ()),
-        timezone=row.timezone,
-        locale=row.locale,
+        tax_exempt=row["tax_exempt"],
+        tax_ids=tuple((t["type"], t["value"]) for t in row["tax_ids"] or ()),
+        timezone=row["timezone"],
+        locale=row["locale"],
     )

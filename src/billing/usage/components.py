@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from billing.catalog.models import MeteredComponent, Plan, plan_price_from_document
+from billing.catalog.models import MeteredComponent, Plan, plan_price_in
 
 Components = Mapping[str, MeteredComponent]
 NONE: Components = MappingProxyType({})
@@ -20,10 +20,8 @@ _cache: dict[tuple[uuid.UUID, str], Components] = {}
 
 
 def _from_prices(prices: Iterable[Mapping[str, Any]], currency: str) -> Components:
-    for document in prices:
-        if document["currency"] == currency:
-            return MappingProxyType(dict(plan_price_from_document(document).metered))
-    return NONE
+    price = plan_price_in(prices, currency)
+    return NONE if price is None else MappingProxyType(dict(price.metered))
 
 
 def _remember(plan_id: uuid.UUID, currency: str, prices: Iterable[Mapping[str, Any]]) -> Components:

@@ -15,15 +15,13 @@ from fastapi import FastAPI
 from billing.auth.permissions import Role
 from tests.conftest import http_client, new_api_key
 from tests.factories.billing import (
-    account_on_clock,
     advance,
-    create_test_clock,
     credits_of,
+    customer_on_clock,
     grant_credit,
     invoice_action,
     invoices_of,
     only_invoice,
-    simple_plan,
     subscribe,
 )
 
@@ -32,10 +30,7 @@ async def customer(
     client: httpx.AsyncClient, at: str = "2025-01-10T12:00:00Z", amount: int = 3000, **fields: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """A test clock at `at`, the $30.00 monthly plan "pro", and an account on the clock."""
-    clock = await create_test_clock(client, at)
-    await simple_plan(client, amount=amount)
-    account = await account_on_clock(client, clock["id"], **fields)
-    return clock, account
+    return await customer_on_clock(client, at, amount=amount, **fields)
 
 
 def running_balances(ledger: list[dict[str, Any]], currency: str = "USD") -> list[int]:

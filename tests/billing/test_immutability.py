@@ -18,21 +18,17 @@ from billing.db.engine import raw_connect
 from billing.invoicing.writer import DEFER_INVOICE_REFERENCES
 from tests.conftest import Sql
 from tests.factories.billing import (
-    account_on_clock,
-    create_test_clock,
+    customer_on_clock,
     grant_credit,
     invoice_action,
     only_invoice,
-    simple_plan,
     subscribe,
 )
 
 
 async def finalized(client: httpx.AsyncClient) -> dict[str, Any]:
     """An open invoice: one $30.00 line, $5.00 of credit applied, $25.00 due."""
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     await grant_credit(client, account["id"], 500)
     invoice = await only_invoice(client, (await subscribe(client, account["id"]))["id"])
     assert (invoice["status"], invoice["number"]) == ("open", "INV-000001")

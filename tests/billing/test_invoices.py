@@ -24,6 +24,7 @@ from tests.factories.billing import (
     advance,
     create_test_clock,
     credits_of,
+    customer_on_clock,
     grant_credit,
     invoice_action,
     invoices_of,
@@ -35,9 +36,7 @@ from tests.factories.billing import (
 
 async def open_invoice(client: httpx.AsyncClient, amount: int = 3000) -> dict[str, Any]:
     """A $30.00 monthly subscription created on 2025-01-10 12:00 UTC: its first, open invoice."""
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=amount)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=amount)
     sub = await subscribe(client, account["id"])
     invoice = await only_invoice(client, sub["id"])
     assert invoice["status"] == "open"
@@ -87,9 +86,9 @@ async def test_void_of_a_zero_invoice_paid_at_finalization_is_rejected(
     client: httpx.AsyncClient,
 ) -> None:
     # A trial's $0 invoice is paid the moment it is finalized: there is nothing to void.
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000, trial_days=7)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-01-10T12:00:00Z", amount=3000, plan={"trial_days": 7}
+    )
     sub = await subscribe(client, account["id"])
     invoice = await only_invoice(client, sub["id"])
     assert (invoice["status"], invoice["amount_due"]) == ("paid", 0)
@@ -101,9 +100,7 @@ async def test_void_of_a_zero_invoice_paid_at_finalization_is_rejected(
 
 
 async def test_mark_paid_records_an_offline_payment(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"], quantity=2)
     invoice = await only_invoice(client, sub["id"])
     await advance(client, clock["id"], "2025-01-12T09:30:00Z")
@@ -160,9 +157,7 @@ async def test_mark_uncollectible(client: httpx.AsyncClient) -> None:
 async def test_mark_uncollectible_of_paid_and_void_invoices_is_rejected(
     client: httpx.AsyncClient,
 ) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     paid = await only_invoice(client, (await subscribe(client, account["id"]))["id"])
     void = await only_invoice(client, (await subscribe(client, account["id"]))["id"])
     assert (await invoice_action(client, paid["id"], "mark-paid")).status_code == 200
@@ -196,9 +191,9 @@ async def test_get_unknown_invoice_is_404(client: httpx.AsyncClient) -> None:
 
 
 async def test_get_invoice_with_its_lines(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=1250, name="Team")
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-01-10T12:00:00Z", amount=1250, plan={"name": "Team"}
+    )
     sub = await subscribe(client, account["id"], quantity=4)
     listed = await only_invoice(client, sub["id"])
     got = (await client.get(f"/v1/invoices/{listed['id']}")).json()
@@ -227,9 +222,9 @@ async def billing_history(client: httpx.AsyncClient) -> dict[str, Any]:
     INV-000002  account B, sub B, 2025-02-01T00:00Z, open
     INV-000003  account A, sub A's renewal, 2025-02-10T00:00Z, open
     """
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    a = await account_on_clock(client, clock["id"], email="a@example.com")
+    clock, a = await customer_on_clock(
+        client, "2025-01-10T12:00:00Z", amount=3000, email="a@example.com"
+    )
     b = await account_on_clock(client, clock["id"], email="b@example.com")
     sub_a = await subscribe(client, a["id"])
     await advance(client, clock["id"], "2025-02-01T00:00:00Z")
@@ -375,9 +370,7 @@ async def test_invoice_numbers_are_gap_free_across_concurrent_subscriptions(
 async def test_invoice_numbers_stay_contiguous_after_a_rolled_back_finalization(
     client: httpx.AsyncClient, runtime: Runtime
 ) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     first = await only_invoice(client, (await subscribe(client, account["id"]))["id"])
     assert first["number"] == "INV-000001"
 
@@ -404,9 +397,7 @@ async def test_invoice_numbers_stay_contiguous_after_a_rolled_back_finalization(
 async def test_invoice_number_prefix_is_configurable(make_app: AppFactory) -> None:
     app: FastAPI = make_app(invoice_number_prefix="ACME-")
     async with http_client(app, await new_api_key(app, Role.BILLING_ADMIN)) as c:
-        clock = await create_test_clock(c, "2025-01-10T12:00:00Z")
-        await simple_plan(c, amount=3000)
-        account = await account_on_clock(c, clock["id"])
+        _, account = await customer_on_clock(c, "2025-01-10T12:00:00Z", amount=3000)
         invoice = await only_invoice(c, (await subscribe(c, account["id"]))["id"])
     assert invoice["number"] == "ACME-000001"
 
@@ -415,9 +406,7 @@ async def test_invoice_number_prefix_is_configurable(make_app: AppFactory) -> No
 
 
 async def test_void_invoice_creates_credit(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     grant = await grant_credit(client, account["id"], 1000, reason="Goodwill")
     invoice = await only_invoice(client, (await subscribe(client, account["id"]))["id"])
     # $30.00 less the $10.00 credit: 2000 due; the balance is spent.
@@ -490,9 +479,7 @@ async def test_invoice_actions_replay_with_the_same_idempotency_key(
 
 
 async def test_void_replay_returns_credit_once(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     await grant_credit(client, account["id"], 1000)
     invoice = await only_invoice(client, (await subscribe(client, account["id"]))["id"])
     headers = {"Idempotency-Key": "void-once"}

@@ -8,6 +8,7 @@ from tests.factories.billing import (
     account_on_clock,
     advance,
     create_test_clock,
+    customer_on_clock,
     invoices_of,
     simple_plan,
     subscribe,
@@ -29,9 +30,9 @@ def summary(invoices: list[dict[str, object]]) -> list[tuple[object, ...]]:
 
 
 async def test_auto_generate_invoice_from_subscription(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T15:30:00Z")
-    await simple_plan(client, amount=2900, name="Pro")
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-03-10T15:30:00Z", amount=2900, plan={"name": "Pro"}
+    )
     sub = await subscribe(client, account["id"], quantity=3)
     assert sub["status"] == "active"
     assert (sub["current_period_start"], sub["current_period_end"]) == ("2025-03-10", "2025-04-10")
@@ -70,9 +71,7 @@ async def test_auto_generate_invoice_from_subscription(client: httpx.AsyncClient
 
 async def test_auto_invoice_on_billing_date(client: httpx.AsyncClient) -> None:
     # Created Jan 31 of a leap year: renewals keep the 31st, clamped to month end.
-    clock = await create_test_clock(client, "2024-01-31T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2024-01-31T12:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2024-02-28T23:59:59Z")
     assert len(await invoices_of(client, sub["id"])) == 1
@@ -100,9 +99,9 @@ async def test_auto_invoice_on_billing_date(client: httpx.AsyncClient) -> None:
 
 
 async def test_annual_plan_renews_after_a_year(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-15T09:00:00Z")
-    await simple_plan(client, code="pro", amount=120000, interval="year")
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(
+        client, "2025-03-15T09:00:00Z", amount=120000, plan={"code": "pro", "interval": "year"}
+    )
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2026-03-14T23:00:00Z")
     assert len(await invoices_of(client, sub["id"])) == 1
@@ -114,9 +113,9 @@ async def test_annual_plan_renews_after_a_year(client: httpx.AsyncClient) -> Non
 
 
 async def test_create_subscription_with_trial(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-06-01T10:00:00Z")
-    await simple_plan(client, amount=3000, trial_days=14)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-06-01T10:00:00Z", amount=3000, plan={"trial_days": 14}
+    )
     sub = await subscribe(client, account["id"])
     assert sub["status"] == "trialing"
     assert (sub["trial_start"], sub["trial_end"]) == ("2025-06-01", "2025-06-15")
@@ -128,9 +127,9 @@ async def test_create_subscription_with_trial(client: httpx.AsyncClient) -> None
 
 
 async def test_trial_to_active_transition(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-06-01T10:00:00Z")
-    await simple_plan(client, amount=3000, trial_days=14)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(
+        client, "2025-06-01T10:00:00Z", amount=3000, plan={"trial_days": 14}
+    )
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2025-06-14T23:59:00Z")
     assert (await client.get(f"/v1/subscriptions/{sub['id']}")).json()["status"] == "trialing"
@@ -155,9 +154,9 @@ async def test_trial_to_active_transition(client: httpx.AsyncClient) -> None:
 
 
 async def test_trial_days_override_and_no_trial(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-06-01T10:00:00Z")
-    await simple_plan(client, amount=3000, trial_days=14)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-06-01T10:00:00Z", amount=3000, plan={"trial_days": 14}
+    )
     none = await subscribe(client, account["id"], trial_days=0)
     assert none["status"] == "active"
     short = await subscribe(client, account["id"], trial_days=3)
@@ -165,9 +164,7 @@ async def test_trial_days_override_and_no_trial(client: httpx.AsyncClient) -> No
 
 
 async def test_cancel_subscription(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"])
     canceled = (await client.delete(f"/v1/subscriptions/{sub['id']}")).json()
     assert canceled["status"] == "active"
@@ -183,9 +180,7 @@ async def test_cancel_subscription(client: httpx.AsyncClient) -> None:
 
 
 async def test_cancelled_prevents_next_billing(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-01-10T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-01-10T12:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"])
     ended = (await client.delete(f"/v1/subscriptions/{sub['id']}?immediately=true")).json()
     assert (ended["status"], ended["ended_at"]) == ("canceled", "2025-01-10T12:00:00Z")
@@ -224,9 +219,7 @@ async def test_immediate_cancel_with_proration_credits_the_unused_days(
 async def test_calendar_anchor_on_the_first_prorates_the_first_period(
     client: httpx.AsyncClient,
 ) -> None:
-    clock = await create_test_clock(client, "2025-01-15T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-01-15T12:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"], billing_anchor=1)
     assert sub["billing_anchor"] == 1
     await advance(client, clock["id"], "2025-03-02T00:00:00Z")
@@ -239,9 +232,7 @@ async def test_calendar_anchor_on_the_first_prorates_the_first_period(
 
 
 async def test_calendar_anchor_on_the_31st_keeps_month_ends(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-02-10T12:00:00Z")
-    await simple_plan(client, amount=2800)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-02-10T12:00:00Z", amount=2800)
     sub = await subscribe(client, account["id"], billing_anchor=31)
     await advance(client, clock["id"], "2025-05-01T00:00:00Z")
     # Feb 10 to Feb 27 is 18 of the 28 days from Jan 31 to Feb 28: 2800 x 18 / 28 = 1800.
@@ -255,9 +246,9 @@ async def test_calendar_anchor_on_the_31st_keeps_month_ends(client: httpx.AsyncC
 
 async def test_periods_follow_the_account_time_zone(client: httpx.AsyncClient) -> None:
     # 03:00 UTC on Jan 31 is still Jan 30 in New York: the period starts Jan 30 local.
-    clock = await create_test_clock(client, "2025-01-31T03:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], timezone="America/New_York")
+    clock, account = await customer_on_clock(
+        client, "2025-01-31T03:00:00Z", amount=3000, timezone="America/New_York"
+    )
     sub = await subscribe(client, account["id"])
     assert (sub["current_period_start"], sub["current_period_end"]) == ("2025-01-30", "2025-02-28")
     # Local midnight of Feb 28 in New York (EST, UTC-5) is 05:00 UTC.
@@ -271,9 +262,13 @@ async def test_periods_follow_the_account_time_zone(client: httpx.AsyncClient) -
 
 async def test_east_of_utc_and_a_three_month_interval(client: httpx.AsyncClient) -> None:
     # 20:00 UTC on Mar 31 is already Apr 1 in Tokyo.
-    clock = await create_test_clock(client, "2025-03-31T20:00:00Z")
-    await simple_plan(client, amount=9000, interval_count=3)
-    account = await account_on_clock(client, clock["id"], timezone="Asia/Tokyo")
+    clock, account = await customer_on_clock(
+        client,
+        "2025-03-31T20:00:00Z",
+        amount=9000,
+        plan={"interval_count": 3},
+        timezone="Asia/Tokyo",
+    )
     sub = await subscribe(client, account["id"])
     assert (sub["current_period_start"], sub["current_period_end"]) == ("2025-04-01", "2025-07-01")
     await advance(client, clock["id"], "2025-07-01T00:00:00Z")
@@ -284,9 +279,7 @@ async def test_east_of_utc_and_a_three_month_interval(client: httpx.AsyncClient)
 
 
 async def test_future_start_is_pending_until_its_date(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-05-01T12:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-05-01T12:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"], start_date="2025-05-20")
     assert sub["status"] == "pending"
     assert await invoices_of(client, sub["id"]) == []

@@ -10,6 +10,7 @@ from tests.factories.billing import (
     account_on_clock,
     advance,
     create_test_clock,
+    customer_on_clock,
     invoices_of,
     simple_plan,
     subscribe,
@@ -21,9 +22,7 @@ async def paused_in_april(
     client: httpx.AsyncClient, **pause: Any
 ) -> tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Pro at 3000 from Apr 1 2025 (period Apr 1 - May 1), paused on Apr 11."""
-    clock = await create_test_clock(client, "2025-04-01T08:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-04-01T08:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2025-04-11T08:00:00Z")
     response = await client.post(f"/v1/subscriptions/{sub['id']}/pause", json=pause)
@@ -140,9 +139,7 @@ async def test_illegal_pause_and_resume_are_409(client: httpx.AsyncClient) -> No
 
 
 async def test_resume_date_must_be_within_the_pause_limit(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-04-01T08:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(client, "2025-04-01T08:00:00Z", amount=3000)
     sub = await subscribe(client, account["id"])
     url = f"/v1/subscriptions/{sub['id']}/pause"
     for resumes_at in ("2025-07-01T08:00:01Z", "2025-03-01T00:00:00Z", "2025-04-01T08:00:00Z"):

@@ -21,6 +21,7 @@ from tests.factories.billing import (
     api_key_with_id,
     create_test_clock,
     credits_of,
+    customer_on_clock,
     invoice_action,
     invoices_of,
     only_invoice,
@@ -132,9 +133,9 @@ async def test_subscription_takes_the_account_currency(client: httpx.AsyncClient
 async def test_day_of_month_anchor_needs_a_monthly_or_yearly_plan(
     client: httpx.AsyncClient, interval: str
 ) -> None:
-    clock = await create_test_clock(client, "2025-03-10T15:30:00Z")
-    await simple_plan(client, code="short", amount=700, interval=interval)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-03-10T15:30:00Z", amount=700, plan={"code": "short", "interval": interval}
+    )
     problem = assert_problem(
         await client.post(
             "/v1/subscriptions",
@@ -381,9 +382,9 @@ async def test_cancel_at_period_end_is_carried_out_by_the_worker(
 
 
 async def test_cancel_during_trial_at_period_end_never_bills(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T15:30:00Z")
-    await simple_plan(client, amount=3000, trial_days=14)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(
+        client, "2025-03-10T15:30:00Z", amount=3000, plan={"trial_days": 14}
+    )
     sub = await subscribe(client, account["id"])
     scheduled = (await client.delete(f"/v1/subscriptions/{sub['id']}")).json()
     assert (scheduled["status"], scheduled["cancel_at_period_end"]) == ("trialing", True)
@@ -464,9 +465,9 @@ async def test_prorated_cancel_after_the_invoice_was_voided_credits_nothing(
 
 
 async def test_prorated_cancel_of_a_trial_credits_nothing(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T15:30:00Z")
-    await simple_plan(client, amount=3000, trial_days=14)
-    account = await account_on_clock(client, clock["id"])
+    _, account = await customer_on_clock(
+        client, "2025-03-10T15:30:00Z", amount=3000, plan={"trial_days": 14}
+    )
     sub = await subscribe(client, account["id"])
     ended = (
         await client.delete(f"/v1/subscriptions/{sub['id']}?immediately=true&prorate=true")

@@ -17,6 +17,7 @@ from tests.factories.billing import (
     account_on_clock,
     advance,
     create_test_clock,
+    customer_on_clock,
     invoices_of,
     simple_plan,
     subscribe,
@@ -120,9 +121,7 @@ async def test_every_event_type_is_emitted_by_some_flow(
 
 
 async def test_events_are_listed_with_filters_and_pages(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-01T12:00:00Z")
-    await simple_plan(client, amount=1000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-03-01T12:00:00Z", amount=1000)
     other = await ok(await client.post("/v1/accounts", json={"email": "o@example.com"}), 201)
     await subscribe(client, account["id"], trial_days=0)
     await advance(client, clock["id"], "2025-04-02T00:00:00Z")
@@ -171,9 +170,13 @@ async def test_events_are_listed_with_filters_and_pages(client: httpx.AsyncClien
 async def test_trial_will_end_three_days_before_the_trial_ends_once(
     client: httpx.AsyncClient,
 ) -> None:
-    clock = await create_test_clock(client, "2025-06-01T10:00:00Z")
-    await simple_plan(client, amount=3000, trial_days=14)
-    account = await account_on_clock(client, clock["id"], timezone="America/New_York")
+    clock, account = await customer_on_clock(
+        client,
+        "2025-06-01T10:00:00Z",
+        amount=3000,
+        plan={"trial_days": 14},
+        timezone="America/New_York",
+    )
     sub = await subscribe(client, account["id"])
     assert sub["trial_end"] == "2025-06-15"
     notices = "/v1/events?type=subscription.trial_will_end"
@@ -191,9 +194,7 @@ async def test_trial_will_end_three_days_before_the_trial_ends_once(
 async def test_a_trial_shorter_than_three_days_gets_its_notice_at_once(
     client: httpx.AsyncClient,
 ) -> None:
-    clock = await create_test_clock(client, "2025-06-01T10:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, "2025-06-01T10:00:00Z", amount=3000)
     await subscribe(client, account["id"], trial_days=2)
     await advance(client, clock["id"], "2025-06-01T10:00:01Z")
     [notice] = (await client.get("/v1/events?type=subscription.trial_will_end")).json()["data"]

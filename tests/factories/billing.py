@@ -56,6 +56,27 @@ async def account_on_clock(
     return account
 
 
+async def customer_on_clock(
+    client: httpx.AsyncClient,
+    at: str,
+    *,
+    amount: int = 3000,
+    currency: str = "USD",
+    plan: dict[str, Any] | None = None,
+    **account: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(clock, account): a test clock frozen at `at`, then a plan (simple_plan with `amount`,
+    `currency` and the extra fields in `plan`, e.g. {"code": "max", "trial_days": 14}), then an
+    account on the clock with the fields in `account`.
+
+    `currency` is the plan's price currency; an account `currency` cannot be passed here, so
+    set such accounts up with account_on_clock directly."""
+    clock = await create_test_clock(client, at)
+    await simple_plan(client, amount=amount, currency=currency, **(plan or {}))
+    customer = await account_on_clock(client, clock["id"], **account)
+    return clock, customer
+
+
 async def subscribe(client: httpx.AsyncClient, account_id: str, **fields: Any) -> dict[str, Any]:
     body = {"account_id": account_id, "plan_code": "pro"} | fields
     response = await client.post("/v1/subscriptions", json=body)
@@ -69,9 +90,9 @@ async def declined_subscription(
 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """(clock, account, subscription): a $30 monthly plan from 2025-03-01 on a card whose
     charges are declined."""
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_chargeDeclined")
+    clock, account = await customer_on_clock(
+        client, "2025-03-01T00:00:00Z", amount=3000, payment_method="pm_card_chargeDeclined"
+    )
     sub = await subscribe(client, account["id"])
     return clock, account, sub
 

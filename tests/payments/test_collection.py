@@ -15,9 +15,8 @@ from billing.runtime import Runtime
 from billing.worker.runner import Worker
 from tests.conftest import Sql
 from tests.factories.billing import (
-    account_on_clock,
     advance,
-    create_test_clock,
+    customer_on_clock,
     declined_subscription,
     only_invoice,
     simple_plan,
@@ -45,9 +44,9 @@ async def sandbox_charges(sql: Sql) -> int:
 
 
 async def test_create_subscription_with_payment(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock = await create_test_clock(client, "2025-03-10T15:30:00Z")
-    await simple_plan(client, amount=2900)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_visa")
+    clock, account = await customer_on_clock(
+        client, "2025-03-10T15:30:00Z", amount=2900, payment_method="pm_card_visa"
+    )
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2025-03-10T15:31:00Z")
     invoice = await only_invoice(client, sub["id"])
@@ -173,9 +172,9 @@ async def test_manual_retry_with_another_payment_method(client: httpx.AsyncClien
 
 
 async def test_duplicate_charge_prevention(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_visa")
+    clock, account = await customer_on_clock(
+        client, "2025-03-01T00:00:00Z", amount=3000, payment_method="pm_card_visa"
+    )
     sub = await subscribe(client, account["id"])
     invoice = await only_invoice(client, sub["id"])
     first, second = await asyncio.gather(
@@ -210,9 +209,9 @@ async def test_one_payment_in_flight_per_invoice_is_a_database_rule(
 async def test_worker_crash_after_gateway_charged_is_reconciled(
     client: httpx.AsyncClient, runtime: Runtime, sql: Sql
 ) -> None:
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_visa")
+    clock, account = await customer_on_clock(
+        client, "2025-03-01T00:00:00Z", amount=3000, payment_method="pm_card_visa"
+    )
     sub = await subscribe(client, account["id"])
     invoice = await only_invoice(client, sub["id"])
     # Steps 1 and 2 of an attempt, then the process dies before recording the outcome.
@@ -262,9 +261,9 @@ async def test_crash_before_the_gateway_call_fails_the_attempt_without_charging(
 async def test_gateway_timeout_is_unknown_until_reconciled(
     client: httpx.AsyncClient, sql: Sql
 ) -> None:
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_timeout")
+    clock, account = await customer_on_clock(
+        client, "2025-03-01T00:00:00Z", amount=3000, payment_method="pm_card_timeout"
+    )
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2025-03-01T00:01:00Z")
     invoice = await only_invoice(client, sub["id"])
@@ -282,9 +281,9 @@ async def test_gateway_timeout_is_unknown_until_reconciled(
 
 
 async def test_refund_full_and_partial(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-    await simple_plan(client, amount=3000)
-    account = await account_on_clock(client, clock["id"], payment_method="pm_card_visa")
+    clock, account = await customer_on_clock(
+        client, "2025-03-01T00:00:00Z", amount=3000, payment_method="pm_card_visa"
+    )
     sub = await subscribe(client, account["id"])
     await advance(client, clock["id"], "2025-03-01T00:01:00Z")
     invoice = await only_invoice(client, sub["id"])

@@ -18,7 +18,10 @@ import pytest
 from billing.payments import charges
 from billing.payments.gateways import GatewayUnavailable, StripeGateway
 from tests.conftest import AppFactory, Sql, http_client, new_api_key, runtime_of
-from tests.factories.billing import account_on_clock, create_test_clock, simple_plan, subscribe
+from tests.factories.billing import (
+    customer_on_clock,
+    subscribe,
+)
 from tests.stripe_server import StripeFake
 
 SECRET = "whsec_test_secret"
@@ -165,9 +168,9 @@ async def pending(make_app: AppFactory) -> AsyncIterator[tuple[httpx.AsyncClient
     """A client of an app with the webhook secret, and an invoice with a payment in flight."""
     app = make_app(stripe_webhook_secret=SECRET)
     async with http_client(app, await new_api_key(app)) as client:
-        clock = await create_test_clock(client, "2025-03-01T00:00:00Z")
-        await simple_plan(client, amount=3000)
-        account = await account_on_clock(client, clock["id"], payment_method="pm_card_visa")
+        _, account = await customer_on_clock(
+            client, "2025-03-01T00:00:00Z", amount=3000, payment_method="pm_card_visa"
+        )
         sub = await subscribe(client, account["id"])
         invoice = (await client.get("/v1/invoices", params={"subscription_id": sub["id"]})).json()
         invoice_id = invoice["data"][0]["id"]

@@ -5,7 +5,13 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from tests.conftest import AppFactory, http_client, new_api_key
-from tests.factories.billing import account_on_clock, create_test_clock, invoices_of, simple_plan
+from tests.factories.billing import (
+    account_on_clock,
+    create_test_clock,
+    customer_on_clock,
+    invoices_of,
+    simple_plan,
+)
 from tests.factories.billing import subscribe as subscribe_to
 from tests.stripe_server import StripeFake
 
@@ -17,10 +23,8 @@ def stripe_app(make_app: AppFactory, fake: StripeFake) -> FastAPI:
 async def test_stripe_tax_calculates_per_line(make_app: AppFactory, fake: StripeFake) -> None:
     app = stripe_app(make_app, fake)
     async with http_client(app, await new_api_key(app)) as client:
-        clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-        await simple_plan(client, amount=2900)
-        account = await account_on_clock(
-            client, clock["id"], address={"country": "US", "region": "CA"}
+        _, account = await customer_on_clock(
+            client, "2025-03-10T09:00:00Z", amount=2900, address={"country": "US", "region": "CA"}
         )
         sub = await subscribe_to(client, account["id"], quantity=3)
         [invoice] = await invoices_of(client, sub["id"])
@@ -83,9 +87,9 @@ async def test_stripe_tax_exemption_and_reverse_charge(
 async def test_stripe_tax_failure_leaves_no_invoice(make_app: AppFactory, fake: StripeFake) -> None:
     app = stripe_app(make_app, fake)
     async with http_client(app, await new_api_key(app)) as client:
-        clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-        await simple_plan(client, amount=2900)
-        account = await account_on_clock(client, clock["id"], address={"country": "US"})
+        _, account = await customer_on_clock(
+            client, "2025-03-10T09:00:00Z", amount=2900, address={"country": "US"}
+        )
         fake.fail_next(3, status=500)  # the SDK's two retries included
         response = await client.post(
             "/v1/subscriptions", json={"account_id": account["id"], "plan_code": "pro"}

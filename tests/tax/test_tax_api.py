@@ -44,6 +44,21 @@ async def german_vat(client: httpx.AsyncClient, percentage: str = "19", **extra:
     )
 
 
+async def german_customer(
+    client: httpx.AsyncClient, plan: dict[str, Any] | None = None, **account: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(clock, account): a test clock at 2025-03-10 09:00 UTC, German VAT at 19 %, the 27,00 €
+    monthly plan "pro" (with the extra fields in `plan`), and an account in Germany paying in
+    EUR (with the extra fields in `account`)."""
+    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
+    await german_vat(client)
+    await simple_plan(client, amount=2700, currency="EUR", **(plan or {}))
+    customer = await account_on_clock(
+        client, clock["id"], currency="EUR", address={"country": "DE"}, **account
+    )
+    return clock, customer
+
+
 def tax_summary(invoice: dict[str, Any]) -> tuple[Any, ...]:
     return (
         invoice["subtotal"],
@@ -112,12 +127,7 @@ async def test_invalid_eu_vat_id_is_a_422_naming_the_field(client: httpx.AsyncCl
 
 
 async def test_invoice_in_eur(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-    await german_vat(client)
-    await simple_plan(client, amount=2700, currency="EUR", name="Pro")
-    account = await account_on_clock(
-        client, clock["id"], currency="EUR", locale="de_DE", address={"country": "DE"}
-    )
+    _, account = await german_customer(client, plan={"name": "Pro"}, locale="de_DE")
     sub = await subscribe(client, account["id"], quantity=2)
     [invoice] = await invoices_of(client, sub["id"])
     assert invoice["currency"] == "EUR"
@@ -135,12 +145,7 @@ async def test_invoice_in_eur(client: httpx.AsyncClient) -> None:
 
 
 async def test_payment_in_eur(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-    await german_vat(client)
-    await simple_plan(client, amount=2700, currency="EUR")
-    account = await account_on_clock(
-        client, clock["id"], currency="EUR", locale="de_DE", address={"country": "DE"}
-    )
+    _, account = await german_customer(client, locale="de_DE")
     sub = await subscribe(client, account["id"])
     [invoice] = await invoices_of(client, sub["id"])
     # 27,00 + 19 % (5,13) = 32,13.
@@ -243,16 +248,7 @@ async def test_calculate_tax_for_jurisdiction(client: httpx.AsyncClient) -> None
 
 
 async def test_tax_exempt_account(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-    await german_vat(client)
-    await simple_plan(client, amount=2700, currency="EUR")
-    account = await account_on_clock(
-        client,
-        clock["id"],
-        currency="EUR",
-        address={"country": "DE"},
-        tax_exempt="exempt",
-    )
+    _, account = await german_customer(client, tax_exempt="exempt")
     sub = await subscribe(client, account["id"])
     [invoice] = await invoices_of(client, sub["id"])
     assert tax_summary(invoice) == (2700, 0, 2700, 2700, "exempt", "Tax exempt")
@@ -261,10 +257,7 @@ async def test_tax_exempt_account(client: httpx.AsyncClient) -> None:
 
 
 async def test_patch_tax_exempt_applies_from_the_next_invoice(client: httpx.AsyncClient) -> None:
-    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-    await german_vat(client)
-    await simple_plan(client, amount=2700, currency="EUR")
-    account = await account_on_clock(client, clock["id"], currency="EUR", address={"country": "DE"})
+    clock, account = await german_customer(client)
     sub = await subscribe(client, account["id"])
     patched = await client.patch(f"/v1/accounts/{account['id']}", json={"tax_exempt": "exempt"})
     assert patched.status_code == 200
@@ -442,10 +435,7 @@ async def test_tax_rate_api(client: httpx.AsyncClient) -> None:
 
 
 async def test_tax_of_a_finalized_invoice_is_frozen(client: httpx.AsyncClient, sql: Sql) -> None:
-    clock = await create_test_clock(client, "2025-03-10T09:00:00Z")
-    await german_vat(client)
-    await simple_plan(client, amount=2700, currency="EUR")
-    account = await account_on_clock(client, clock["id"], currency="EUR", address={"country": "DE"})
+    _, account = await german_customer(client)
     [invoice] = await invoices_of(client, (await subscribe(client, account["id"]))["id"])
     tampering = [
         "UPDATE invoice_taxes SET amount = 0 WHERE invoice_id = :id",

@@ -19,9 +19,8 @@ from tests.conftest import Sql
 from tests.factories.billing import (
     account_on_clock,
     advance,
-    create_test_clock,
+    customer_on_clock,
     invoices_of,
-    simple_plan,
     subscribe,
 )
 from tests.factories.usage import (
@@ -230,9 +229,7 @@ async def test_late_usage_that_lowers_the_charge_becomes_credit(
 async def test_a_plan_without_metered_prices_bills_as_before(
     client: httpx.AsyncClient, sql: Sql
 ) -> None:
-    clock = await create_test_clock(client, START)
-    await simple_plan(client, amount=2900)
-    account = await account_on_clock(client, clock["id"])
+    clock, account = await customer_on_clock(client, START, amount=2900)
     sub = await subscribe(client, account["id"])
     rejected = await send_batch(client, [event(sub["id"])])
     assert rejected["results"][0]["reason"] == "unknown_metric"
